@@ -1,0 +1,90 @@
+"""The two entry points: `sweep(data, configs)` and `train(data, config)`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Any, Callable, Sequence
+
+from . import engine
+from .config import Config
+from .datasets import Dataset
+from .results import SweepResult, environment
+
+
+def _check_inputs(data, configs) -> None:
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a jaxfit Dataset (jaxfit.datasets.sum_mod(), ..., from_arrays(x, y)), "
+                         f"got {type(data).__name__}")
+    if not configs:
+        raise ValueError("configs is empty: pass at least one jaxfit.Config (jaxfit.grid(...) builds many)")
+    for i, c in enumerate(configs):
+        if not isinstance(c, Config):
+            raise ValueError(f"configs[{i}] is a {type(c).__name__}, not a jaxfit.Config")
+        engine.check_config_for_data(c, data, i)
+
+
+def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | None = None,
+          model_states: Sequence[Any] | None = None, batch_orders: Sequence[Any] | None = None,
+          chunk_size: int | None = None, memory_budget: int | None = None,
+          progress: bool | Callable[[int, int], None] = False,
+          on_chunk: Callable | None = None) -> SweepResult:
+    """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
+
+    Args:
+      data: a `jaxfit.datasets.Dataset`.
+      configs: the `Config`s, in the order the result keeps.
+      params, model_states: optional initial parameters and model state (BatchNorm running stats,
+        Fourier matrix, input statistics) per config, in jaxfit's layout (`torchref.to_params`
+        makes them from a PyTorch state_dict), replacing the fresh initialisation.
+      batch_orders: optional [epochs, steps, batch] integer arrays of training indices per config (a
+        partial last batch padded with -1), replacing the shuffling.
+      chunk_size: fix the number of configs per compiled chunk (default: as many as fit the memory
+        budget). A fixed chunk size and device count give bitwise-reproducible layouts.
+      memory_budget: bytes a chunk may use (default: 70% of an accelerator's memory, or half the RAM).
+      progress: True for a progress bar, or a callable(done, total) in config-epochs.
+      on_chunk: callable(plan, chunk_index, raw_outputs) after each finished chunk.
+    """
+    configs = list(configs)
+    _check_inputs(data, configs)
+    t0 = time.perf_counter()
+    c0 = engine.compile_count()
+    raw = engine.run_sweep(data, configs, params=params, model_states=model_states, batch_orders=batch_orders,
+                           chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
+                           on_chunk=on_chunk)
+    wall = time.perf_counter() - t0
+    plans = raw["plans"]
+    meta = {
+        "dataset": {"name": data.name, "fingerprint": data.fingerprint(), "num_classes": data.num_classes,
+                    "num_features": data.num_features, "n_train": data.n_train, "n_val": data.n_val,
+                    "meta": data.meta},
+        "plans": [{"bucket": p.bucket, "chunk_size": p.chunk_size, "chunks": p.chunks,
+                   "compile_s": p.compile_s, "run_s": p.run_s, "bytes": p.bytes, "cached": p.cached}
+                  for p in plans],
+        "wall_s": wall,
+        "compile_s": sum(p.compile_s for p in plans),
+        "run_s": sum(p.run_s for p in plans),
+        "compiles": engine.compile_count() - c0,
+        "model_steps": model_steps(data, configs),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+    }
+    return SweepResult.from_run(configs, raw, meta)
+
+
+def model_steps(data: Dataset, configs: Sequence[Config]) -> int:
+    """Optimizer steps summed over configs (the unit of throughput: model-steps per second)."""
+    total = 0
+    for c in configs:
+        b = data.n_train if c.batch_size == 0 else min(c.batch_size, data.n_train)
+        total += c.epochs * -(-data.n_train // b)
+    return total
+
+
+def train(data: Dataset, config: Config, *, params: Any = None, model_state: Any = None,
+          batch_order: Any = None, progress: bool = False) -> SweepResult:
+    """Train one config (a sweep of one). `params`, `model_state` and `batch_order` replay a given
+    start and batch order (see `sweep`)."""
+    return sweep(data, [config], params=None if params is None else [params],
+                 model_states=None if model_state is None else [model_state],
+                 batch_orders=None if batch_order is None else [batch_order], progress=progress)

@@ -1,0 +1,344 @@
+"""The engine: configs -> buckets -> chunks -> one compiled program per bucket -> results.
+
+The only stateful part of jaxfit (devices, compile cache, memory budget). Everything it runs is the
+pure program of `jaxfit.train`.
+
+* Bucket: configs with the same `static_key` on the same data shapes; one compiled program.
+* Chunk: a slice of a bucket sized to the memory budget; every chunk of a bucket has the same
+  shape (the last is padded by repeating a config whose results are dropped), so a bucket compiles
+  once. The plan is recorded in the result; pass `chunk_size` to fix it (layout reproducibility).
+* Devices: the config axis of a chunk is sharded over `jax.devices()` when there are several; the
+  data are replicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import config as cfgmod
+from .config import Config, static_key
+from .datasets import Dataset
+from .nn import optim
+from .train import Data, ProgramSpec, make_program, num_outputs
+
+_compiled: dict[tuple, Any] = {}
+_stats = {"compiles": 0, "compile_s": 0.0}
+_progress = threading.local()
+
+
+def compile_count() -> int:
+    """How many programs this process has compiled (a sweep that only changes numbers adds none)."""
+    return _stats["compiles"]
+
+
+def clear_cache() -> None:
+    _compiled.clear()
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Turn on JAX's persistent compilation cache (programs survive the process)."""
+    path = path or os.path.join(os.path.expanduser("~"), ".cache", "jaxfit", "xla")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_config_for_data(c: Config, data: Dataset, index: int | None = None) -> None:
+    """Refuse, before compiling, a config that cannot train on these data."""
+    where = f"config {index}" if index is not None else "config"
+    n = data.n_train
+    if c.loss in cfgmod.ONE_UNIT_LOSSES and data.num_classes != 2:
+        raise ValueError(f"{where}: Config.loss={c.loss!r} needs 2 classes (one output unit); "
+                         f"dataset {data.name!r} has {data.num_classes}: use loss='cross_entropy' or 'mse'")
+    uses_bn = c.batchnorm or c.input_norm == "batchnorm"
+    if uses_bn:
+        b = n if c.batch_size == 0 else min(c.batch_size, n)
+        if b == 1 or n % b == 1:
+            raise ValueError(
+                f"{where}: Config.batch_size={c.batch_size} leaves a training batch of 1 row on {n} training "
+                "points, and batch norm in training needs more than 1 value per channel (PyTorch raises): "
+                "choose a batch size whose last batch is not 1 row")
+    if c.encoding == "identity" and data.num_features < 1:  # pragma: no cover - Dataset refuses it
+        raise ValueError(f"{where}: dataset has no features")
+
+
+def check_batch_order(order, spec: ProgramSpec, where: str = "batch_order") -> np.ndarray:
+    order = np.asarray(order)
+    want = (spec.static.epochs, spec.steps_per_epoch, spec.batch)
+    if order.ndim != 3 or order.shape != want:
+        raise ValueError(f"{where}: shape {order.shape} is invalid: need [epochs, steps, batch] = {list(want)} "
+                         "(a partial last batch padded with -1)")
+    if not np.issubdtype(order.dtype, np.integer):
+        raise ValueError(f"{where}: must hold integer training-set indices, got dtype {order.dtype}")
+    if order.min() < -1 or order.max() >= spec.n_train:
+        raise ValueError(f"{where}: indices must lie in 0..{spec.n_train - 1} (or -1 for padding), "
+                         f"got {order.min()}..{order.max()}")
+    if (order[:, :, 0] < 0).any():
+        raise ValueError(f"{where}: every batch needs at least one real index in its first slot")
+    return order.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- memory plan
+
+
+def memory_budget() -> int:
+    """Default bytes a chunk may use: 70% of an accelerator's memory, or half the host's RAM."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        with contextlib.suppress(Exception):
+            return int(0.7 * dev.memory_stats()["bytes_limit"])
+    with contextlib.suppress(Exception):
+        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return 4 << 30
+
+
+def estimate_bytes_per_config(spec: ProgramSpec) -> int:
+    """A first guess at one config's share of a chunk's memory (checked after compiling against
+    XLA's own memory analysis)."""
+    a = spec.arch
+    w = a.widths
+    n_params = sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+    slots = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}[spec.static.optimizer]
+    item = 8 if spec.static.dtype == "float64" else 4
+    params_like = n_params * (3 + slots)  # params, grads, new params, optimizer slots
+    acts = 4 * spec.batch * sum(w)  # forward activations kept for the backward pass
+    evals = 2 * max(spec.n_train, spec.n_val) * max(w)  # the end-of-epoch evaluation
+    metrics = 8 * spec.static.epochs
+    order = spec.steps_per_epoch * spec.batch  # the epoch's batch order (int32)
+    return item * (params_like + acts + evals + metrics) + 4 * order
+
+
+@dataclass
+class ChunkPlan:
+    bucket: int
+    chunk_size: int
+    chunks: list[list[int]]  # config indices (into the sweep) of each chunk
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    bytes: int | None = None  # XLA's memory analysis of the compiled chunk program
+    cached: bool = False
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _progress_cb(epoch) -> None:
+    sink = getattr(_progress, "sink", None)
+    if sink is not None:
+        sink(int(epoch))
+
+
+def _mesh_sharding(n: int):
+    devs = jax.devices()
+    if len(devs) < 2 or n % len(devs):
+        return None, None
+    mesh = jax.sharding.Mesh(np.array(devs), ("configs",))
+    return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("configs")),
+            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
+    arrs = Data(np.asarray(data.x_train, dtype), np.asarray(data.y_train, np.int32),
+                np.asarray(data.x_val, dtype), np.asarray(data.y_val, np.int32))
+    return jax.device_put(arrs, replicated) if replicated is not None else jax.device_put(arrs)
+
+
+def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_order: bool):
+    key = (spec, chunk, with_params, with_order, tuple(jax.devices()), jax.config.jax_enable_x64)
+    hit = _compiled.get(key)
+    if hit is not None:
+        return hit, 0.0, True
+    program = make_program(spec, with_params=with_params, with_order=with_order, progress=_progress_cb)
+    t0 = time.perf_counter()
+    compiled = jax.jit(program).lower(*args).compile()
+    dt = time.perf_counter() - t0
+    _stats["compiles"] += 1
+    _stats["compile_s"] += dt
+    _compiled[key] = compiled
+    return compiled, dt, False
+
+
+def _memory_of(compiled) -> int | None:
+    with contextlib.suppress(Exception):
+        m = compiled.memory_analysis()
+        return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+    return None
+
+
+def _pad_rows(tree, n: int):
+    """Pad the leading axis of every leaf to n by repeating its first row."""
+    def pad(a):
+        a = np.asarray(a)
+        k = n - a.shape[0]
+        return a if k == 0 else np.concatenate([a, np.repeat(a[:1], k, axis=0)])
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def _stack(trees: Sequence[Any]):
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def ensure_x64(configs: Sequence[Config]) -> None:
+    if any(c.dtype == "float64" for c in configs) and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
+class Bucket:
+    def __init__(self, index: int, spec: ProgramSpec, members: list[int]):
+        self.index, self.spec, self.members = index, spec, members
+
+
+def plan_buckets(data: Dataset, configs: Sequence[Config]) -> list[Bucket]:
+    by_key: dict[ProgramSpec, list[int]] = {}
+    for i, c in enumerate(configs):
+        spec = ProgramSpec(static_key(c), data.n_train, data.n_val, data.num_features,
+                           num_outputs(c.loss, data.num_classes))
+        by_key.setdefault(spec, []).append(i)
+    return [Bucket(b, spec, m) for b, (spec, m) in enumerate(by_key.items())]
+
+
+def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_states=None,
+              batch_orders=None, chunk_size: int | None = None, memory_budget_bytes: int | None = None,
+              progress: bool | Callable | None = None, on_chunk: Callable | None = None) -> dict:
+    """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
+
+    `params` / `model_states` / `batch_orders`: None, or one entry per config (None entries are not
+    allowed: pass all or none). `on_chunk(plan, chunk_index, outputs)` runs after each chunk.
+    """
+    n = len(configs)
+    ensure_x64(configs)
+    budget = memory_budget_bytes or memory_budget()
+    buckets = plan_buckets(data, configs)
+    for name, seq in (("params", params), ("model_states", model_states), ("batch_orders", batch_orders)):
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{name}: need one entry per config ({n}), got {len(seq)}")
+    if batch_orders is not None:
+        spec_of = {i: b.spec for b in buckets for i in b.members}
+        batch_orders = [check_batch_order(o, spec_of[i], f"batch_order of config {i}")
+                        for i, o in enumerate(batch_orders)]
+
+    lrs_all = optim.lr_table(configs, max(c.epochs for c in configs))
+    out: dict[str, Any] = {"metrics": [None] * n, "params": [None] * n, "model_state": [None] * n,
+                           "plans": []}
+    ndev = len(jax.devices())
+    total_epochs = sum(len(b.members) * b.spec.static.epochs for b in buckets)
+    bar = _make_bar(progress, total_epochs)
+    try:
+        for b in buckets:
+            spec = b.spec
+            per = estimate_bytes_per_config(spec)
+            size = chunk_size or max(1, min(len(b.members), budget // max(per, 1)))
+            if chunk_size is None and ndev > 1:
+                size = math.ceil(size / ndev) * ndev
+            plan = None
+            while True:
+                chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
+                plan = ChunkPlan(b.index, size, chunks)
+                ok = _run_bucket(data, configs, spec, plan, lrs_all, params, model_states, batch_orders,
+                                 out, bar, budget, fixed=chunk_size is not None, on_chunk=on_chunk)
+                if ok:
+                    break
+                size = max(1, size // 2)  # XLA says the chunk does not fit: halve and recompile
+            out["plans"].append(plan)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _make_bar(progress, total):
+    if progress is None or progress is False:
+        return None
+    if callable(progress) and not isinstance(progress, bool):
+        return _CallbackBar(progress, total)
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="cfg-epoch", desc="jaxfit", smoothing=0.1, dynamic_ncols=True)
+
+
+class _CallbackBar:
+    def __init__(self, fn, total):
+        self.fn, self.total, self.n = fn, total, 0
+
+    def update(self, k):
+        self.n += k
+        self.fn(self.n, self.total)
+
+    def close(self):
+        pass
+
+
+def _run_bucket(data, configs, spec, plan: ChunkPlan, lrs_all, params, model_states, batch_orders, out,
+                bar, budget, *, fixed: bool, on_chunk) -> bool:
+    size = plan.chunk_size
+    epochs = spec.static.epochs
+    sharded, replicated = _mesh_sharding(size)
+    dev_data = _device_data(data, spec.static.dtype, replicated)
+    with_params = params is not None
+    with_order = batch_orders is not None
+    for ci, members in enumerate(plan.chunks):
+        cs = [configs[i] for i in members]
+        hp = _pad_rows(cfgmod.hparams(cs, spec.static.dtype), size)
+        lrs = _pad_rows(lrs_all[members, :epochs].astype(spec.static.dtype), size)
+        args = [hp, lrs]
+        if with_params:
+            args.append(_pad_rows(_stack([_as_dtype(params[i], spec.static.dtype) for i in members]), size))
+            ms = [model_states[i] if model_states is not None else None for i in members]
+            if any(m is None for m in ms):
+                raise ValueError("params were given without model_states: pass both (torchref.to_params "
+                                 "returns both)")
+            args.append(_pad_rows(_stack([_as_dtype(m, spec.static.dtype) for m in ms]), size))
+        if with_order:
+            args.append(_pad_rows(np.stack([batch_orders[i] for i in members]), size))
+        if sharded is not None:
+            args = [jax.device_put(a, sharded) for a in args]
+        compiled, dt, cached = _compile(spec, size, (*args[:2], dev_data, *args[2:]),
+                                        with_params=with_params, with_order=with_order)
+        if ci == 0:
+            plan.compile_s, plan.cached = dt, cached
+            plan.bytes = _memory_of(compiled)
+            if not fixed and plan.bytes is not None and plan.bytes > budget and size > 1:
+                return False
+        last = [0]
+
+        def sink(e, _n=len(members), _last=last):
+            if bar is not None and e + 1 > _last[0]:
+                bar.update((e + 1 - _last[0]) * _n)
+                _last[0] = e + 1
+
+        _progress.sink = sink
+        t0 = time.perf_counter()
+        try:
+            ts, metrics = compiled(args[0], args[1], dev_data, *args[2:])
+            metrics = jax.device_get(metrics)
+            final_params = jax.device_get(ts.params)
+            final_state = jax.device_get(ts.model_state)
+        finally:
+            _progress.sink = None
+        plan.run_s += time.perf_counter() - t0
+        if bar is not None and last[0] < epochs:
+            bar.update((epochs - last[0]) * len(members))
+        for k, i in enumerate(members):
+            out["metrics"][i] = {m: np.asarray(v[:, k]) for m, v in metrics.items()}
+            out["params"][i] = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_params)
+            out["model_state"][i] = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_state)
+        if on_chunk is not None:
+            on_chunk(plan, ci, out)
+    return True
+
+
+def _as_dtype(tree, dtype):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), tree)
