@@ -147,10 +147,9 @@ class Config:
         if unknown:
             raise ValueError(f"Config: unknown field(s) {sorted(unknown)}; the fields are {sorted(FIELD_NAMES)}")
         d = dict(d)
-        if "hidden" in d and d["hidden"] is not None and not isinstance(d["hidden"], numbers.Integral):
-            d["hidden"] = tuple(d["hidden"])
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for name in ("hidden", "betas"):  # JSON gives lists; anything else is left for validation
+            if isinstance(d.get(name), list):
+                d[name] = tuple(d[name])
         return cls(**d)
 
     def short(self) -> str:
@@ -199,8 +198,8 @@ def _real(cfg: Config, name: str, lo: float | None = None, hi: float | None = No
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
         hi is not None and (v > hi or (hi_open and v == hi)))
     if bad:
-        lb = "(" if lo_open else "["
-        rb = ")" if hi_open else "]"
+        lb = "(" if lo_open or lo is None else "["
+        rb = ")" if hi_open or hi is None else "]"
         _fail(name, v, f"must lie in {lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}")
 
 
@@ -371,6 +370,8 @@ def _drop_unused(d: dict[str, Any]) -> dict[str, Any]:
     optional = {"momentum", "nesterov", "betas", "eps", "step_size", "gamma", "t_max", "eta_min"}
     if d.get("encoding", Config.encoding) != "fourier":
         optional |= {"fourier_features", "fourier_scale"}
+    if opt == "sgd" and d.get("momentum", Config.momentum) == 0:
+        used.discard("nesterov")  # plain SGD: Nesterov has no momentum to look ahead with
     return {k: v for k, v in d.items() if k in used or k not in optional}
 
 
@@ -453,8 +454,9 @@ def int_uniform(low: int, high: int) -> IntUniform:
 def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
     """A random search: `n` configs with each field drawn from its distribution.
 
-    A distribution is `log_uniform(a, b)`, `uniform(a, b)`, `int_uniform(a, b)`, a list or tuple of
-    choices (drawn uniformly), or a fixed value. Draws use `numpy.random.default_rng(seed)`, so the
+    A distribution is `log_uniform(a, b)`, `uniform(a, b)`, `int_uniform(a, b)`, a list of choices
+    (drawn uniformly), or a fixed value (a tuple of numbers, such as hidden=(64, 64), is a value, as
+    in `grid`). Draws use `numpy.random.default_rng(seed)`, so the
     same call gives the same configs. Duplicates (after resetting unused fields) are dropped, so
     fewer than `n` configs can come back when the space is small.
     """

@@ -239,12 +239,6 @@ def test_generator_argument_checks(call, match):
         call()
 
 
-def test_module_does_not_import_jax():
-    code = "import sys, jaxfit.datasets as d; d.sum_bin(n=5); print('jax' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 # --------------------------------------------------------------------------
 # from_arrays
 # --------------------------------------------------------------------------

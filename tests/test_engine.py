@@ -1,0 +1,180 @@
+"""Sweeps: buckets, isolation, determinism, recompilation, layouts, chunking, results."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import jaxfit
+from jaxfit import Config, engine
+
+
+def _bits(r, i):
+    return {m: r.curves[m][i].copy() for m in r.curves}, jax.tree_util.tree_leaves(r.params(i))
+
+
+def assert_bitwise_same(ra, i, rb, j):
+    ca, pa = _bits(ra, i)
+    cb, pb = _bits(rb, j)
+    for m in ca:
+        np.testing.assert_array_equal(ca[m], cb[m], err_msg=m)
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_isolation_divergent_config_leaks_nothing(sum_bin_small):
+    # MSE with SGD at lr=1e6 overflows to NaN within the first epoch (cross-entropy only explodes to
+    # ~1e16, finite, which ranks last but is not "diverged").
+    base = [Config(hidden=(8,), loss="mse", optimizer="sgd", lr=lr, epochs=4, seed=s)
+            for lr, s in ((0.1, 0), (0.05, 1), (0.1, 2))]
+    wild = base[:1] + [base[1].replace(lr=1e6)] + base[2:]
+    ra = jaxfit.sweep(sum_bin_small, base, chunk_size=3)
+    rb = jaxfit.sweep(sum_bin_small, wild, chunk_size=3)
+    assert rb.diverged[1] and rb.diverged_epoch[1] >= 0 and not rb.diverged[[0, 2]].any()
+    assert bool(rb.table.loc[1, "diverged"])
+    for i in (0, 2):
+        assert_bitwise_same(ra, i, rb, i)
+
+
+def test_random_streams_follow_the_seed_not_the_position(sum_bin_small):
+    cfgs = [Config(hidden=(8,), epochs=2, seed=s, dropout=0.1) for s in (5, 6, 7)]
+    ra = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=3)
+    rb = jaxfit.sweep(sum_bin_small, cfgs[::-1], chunk_size=3)
+    for i in range(3):
+        assert_bitwise_same(ra, i, rb, 2 - i)
+
+
+def test_rerun_is_bitwise_identical(sum_bin_small):
+    cfgs = jaxfit.grid(hidden=[(8,)], lr=[0.01, 0.1], seed=range(2), epochs=3)
+    ra = jaxfit.sweep(sum_bin_small, cfgs)
+    rb = jaxfit.sweep(sum_bin_small, cfgs)
+    for i in range(len(cfgs)):
+        assert_bitwise_same(ra, i, rb, i)
+
+
+def test_changing_numbers_compiles_nothing_new(sum_bin_small, caplog):
+    g1 = jaxfit.grid(hidden=(8, 8), optimizer="sgd", lr=[0.1, 0.01], momentum=[0.0, 0.9], seed=range(2), epochs=2,
+                     schedule="step", step_size=1, gamma=0.5)
+    g2 = jaxfit.grid(hidden=(8, 8), optimizer="sgd", lr=[0.3, 0.003], momentum=[0.5, 0.99], seed=[10, 11], epochs=2,
+                     schedule="step", step_size=2, gamma=0.9, weight_decay=1e-3)
+    jaxfit.sweep(sum_bin_small, g1)
+    before = jaxfit.compile_count()
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            r = jaxfit.sweep(sum_bin_small, g2)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert jaxfit.compile_count() == before
+    assert r.meta["compiles"] == 0
+    assert not [rec for rec in caplog.records if "Compiling" in rec.getMessage() and "run" in rec.getMessage()]
+
+
+def test_one_program_per_bucket(sum_bin_small):
+    cfgs = jaxfit.grid(hidden=[(4,), (6,)], activation=["relu", "tanh"], lr=[0.01, 0.02], epochs=1, seed=[100])
+    r = jaxfit.sweep(sum_bin_small, cfgs)
+    assert len(r.meta["plans"]) == 4  # 2 widths x 2 activations
+    assert r.meta["compiles"] <= 4
+
+
+def test_layout_independence_float64(sum_bin_small):
+    """float64: a config alone, in a chunk of 8, or chunked by 3 agrees to 1e-10 / 1e-9 (PARITY.md)."""
+    cfgs = [Config(hidden=(16, 16), optimizer=o, lr=0.02, momentum=0.9 if o == "sgd" else 0.0, epochs=4,
+                   batch_size=16, seed=s, dtype="float64") for o in ("sgd", "adam") for s in range(4)]
+    whole = jaxfit.sweep(sum_bin_small, cfgs)  # one chunk of 4 per bucket
+    by3 = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=3)
+    for i in (0, 5):
+        alone = jaxfit.train(sum_bin_small, cfgs[i])
+        for other, j in ((whole, i), (by3, i)):
+            np.testing.assert_allclose(alone.curves["train_loss"][0], other.curves["train_loss"][j], rtol=0, atol=1e-10)
+            for a, b in zip(jax.tree_util.tree_leaves(alone.params(0)), jax.tree_util.tree_leaves(other.params(j))):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_layout_float32_close_over_first_epochs(sum_bin_small):
+    cfgs = [Config(hidden=(16, 16), lr=0.01, epochs=2, batch_size=16, seed=s) for s in range(5)]  # 32 steps
+    whole = jaxfit.sweep(sum_bin_small, cfgs)
+    alone = jaxfit.train(sum_bin_small, cfgs[3])
+    np.testing.assert_allclose(alone.curves["train_loss"][0], whole.curves["train_loss"][3], rtol=0, atol=1e-5)
+
+
+def test_fixed_chunk_size_is_bitwise_reproducible_and_recorded(sum_bin_small):
+    cfgs = [Config(hidden=(8,), epochs=2, seed=s) for s in range(5)]
+    ra = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=2)
+    rb = jaxfit.sweep(sum_bin_small, cfgs[2:] + cfgs[:2], chunk_size=2)
+    plan = ra.meta["plans"][0]
+    assert plan["chunk_size"] == 2 and plan["chunks"] == [[0, 1], [2, 3], [4]]
+    # config 2 sits in a chunk of the same shape in both runs
+    assert_bitwise_same(ra, 2, rb, 0)
+
+
+def test_memory_budget_splits_into_chunks(sum_bin_small):
+    cfgs = [Config(hidden=(8,), epochs=1, seed=s) for s in range(6)]
+    spec = engine.plan_buckets(sum_bin_small, cfgs)[0].spec
+    per = engine.estimate_bytes_per_config(spec)
+    r = jaxfit.sweep(sum_bin_small, cfgs, memory_budget=per * 2 + 1)
+    plan = r.meta["plans"][0]
+    assert len(plan["chunks"]) >= 3 and sorted(sum(plan["chunks"], [])) == list(range(6))
+    full = jaxfit.sweep(sum_bin_small, cfgs)
+    np.testing.assert_allclose(r.curves["train_loss"], full.curves["train_loss"], rtol=0, atol=1e-6)
+
+
+def test_sweep_of_200_configs_on_sum_bin_and_sum_mod():
+    for data in (jaxfit.datasets.sum_bin(n=500, seed=1), jaxfit.datasets.sum_mod(n=500, seed=1)):
+        cfgs = jaxfit.grid(hidden=(16,), optimizer="sgd", lr=list(np.geomspace(1e-3, 0.5, 10)),
+                           momentum=[0.0, 0.9], seed=range(10), epochs=3, batch_size=50)
+        assert len(cfgs) == 200
+        r = jaxfit.sweep(data, cfgs)
+        assert len(r.table) == 200 and r.meta["compiles"] <= 1
+        assert np.isfinite(r.curves["train_loss"]).all()
+        assert r.table["final_train_acc"].max() > 0.5 if data.name == "sum_bin" else True
+
+
+def test_batch_order_validation(sum_bin_small):
+    cfg = Config(hidden=(4,), batch_size=100, epochs=2)
+    with pytest.raises(ValueError, match=r"shape .* need \[epochs, steps, batch\] = \[2, 3, 100\]"):
+        jaxfit.train(sum_bin_small, cfg, batch_order=np.zeros((2, 2, 100), int))
+    bad = np.zeros((2, 3, 100), int)
+    bad[0, 0, 5] = 256
+    with pytest.raises(ValueError, match=r"indices must lie in 0..255"):
+        jaxfit.train(sum_bin_small, cfg, batch_order=bad)
+    with pytest.raises(ValueError, match="integer"):
+        jaxfit.train(sum_bin_small, cfg, batch_order=np.zeros((2, 3, 100)))
+
+
+def test_bad_inputs_fail_before_compiling(sum_bin_small):
+    before = jaxfit.compile_count()
+    with pytest.raises(ValueError, match="Dataset"):
+        jaxfit.sweep(np.zeros((3, 2)), [Config()])
+    with pytest.raises(ValueError, match="empty"):
+        jaxfit.sweep(sum_bin_small, [])
+    with pytest.raises(ValueError, match=r"config 1: Config.loss='bce' needs 2 classes"):
+        jaxfit.sweep(sum_bin_small, [Config(), Config(loss="bce", output="sigmoid")])
+    assert jaxfit.compile_count() == before
+
+
+def test_results_table_summary_best_predict_save_load(sum_bin_small, tmp_path):
+    cfgs = jaxfit.grid(hidden=[(4,), (16,)], lr=[0.001, 0.05], seed=range(3), epochs=4)
+    r = jaxfit.sweep(sum_bin_small, cfgs)
+    t = r.table
+    assert list(t.index) == list(range(12)) and {"hidden", "lr", "seed", "final_val_acc", "diverged"} <= set(t.columns)
+    s = r.summary()
+    assert len(s) == 4 and (s[("final_val_acc", "count")] == 3).all()
+    best = r.best("val_acc", k=2)
+    means = s[("final_val_acc", "mean")].sort_values(ascending=False)
+    assert best["final_val_acc_mean"].iloc[0] == pytest.approx(means.iloc[0])
+    i = int(np.argmax(t["final_val_acc"]))
+    pred = r.predict(i, sum_bin_small.x_val)
+    assert np.mean(pred == sum_bin_small.y_val) == pytest.approx(t.loc[i, "final_val_acc"], abs=1e-6)
+    path = r.save(tmp_path / "run")
+    back = jaxfit.SweepResult.load(path)
+    assert back.configs == r.configs
+    np.testing.assert_array_equal(back.curves["val_loss"], r.curves["val_loss"])
+    for a, b in zip(jax.tree_util.tree_leaves(back.params(5)), jax.tree_util.tree_leaves(r.params(5))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.predict(i, sum_bin_small.x_val), pred)
+    import pandas as pd
+    assert len(pd.read_parquet(tmp_path / "run" / "table.parquet")) == 12
+    with pytest.raises(ValueError, match="unknown metric"):
+        r.best("accuracy")
