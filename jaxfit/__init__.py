@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import datasets
+from . import datasets, engine
 from .api import model_steps, sweep, train
 from .config import Config, grid, int_uniform, log_uniform, sample, uniform
 from .engine import compile_count, enable_compilation_cache
