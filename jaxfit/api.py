@@ -28,7 +28,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           model_states: Sequence[Any] | None = None, batch_orders: Sequence[Any] | None = None,
           chunk_size: int | None = None, memory_budget: int | None = None,
           progress: bool | Callable[[int, int], None] = False,
-          on_chunk: Callable | None = None) -> SweepResult:
+          on_chunk: Callable | None = None, checkpoint_dir: str | None = None) -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -44,6 +44,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
       memory_budget: bytes a chunk may use (default: 70% of an accelerator's memory, or half the RAM).
       progress: True for a progress bar, or a callable(done, total) in config-epochs.
       on_chunk: callable(plan, chunk_index, raw_outputs) after each finished chunk.
+      checkpoint_dir: a directory where each finished chunk is written at once; chunks already
+        there (same data, same configs) are loaded instead of trained, so a rerun resumes.
     """
     configs = list(configs)
     _check_inputs(data, configs)
@@ -51,7 +53,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
     c0 = engine.compile_count()
     raw = engine.run_sweep(data, configs, params=params, model_states=model_states, batch_orders=batch_orders,
                            chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
-                           on_chunk=on_chunk)
+                           on_chunk=on_chunk, checkpoint_dir=checkpoint_dir)
     wall = time.perf_counter() - t0
     plans = raw["plans"]
     meta = {
@@ -59,7 +61,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
                     "num_features": data.num_features, "n_train": data.n_train, "n_val": data.n_val,
                     "meta": data.meta},
         "plans": [{"bucket": p.bucket, "chunk_size": p.chunk_size, "chunks": p.chunks,
-                   "compile_s": p.compile_s, "run_s": p.run_s, "bytes": p.bytes, "cached": p.cached}
+                   "compile_s": p.compile_s, "run_s": p.run_s, "bytes": p.bytes, "cached": p.cached,
+                   "resumed": p.resumed}
                   for p in plans],
         "wall_s": wall,
         "compile_s": sum(p.compile_s for p in plans),

@@ -81,16 +81,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             jaxfit.engine.check_config_for_data(c, data, i)
 
     out = args.out or os.path.join("jaxfit-runs", dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if os.path.isdir(out) and os.listdir(out) and not args.resume:
+        raise ValueError(f"--out {out} already holds results: pass --resume to continue that run "
+                         "(finished chunks are reused), or choose another --out")
     if not args.no_cache:
         jaxfit.enable_compilation_cache()
     print(f"jaxfit sweep: {len(configs)} configs x {len(loaded)} dataset(s) -> {out}", flush=True)
     for data in loaded:
         t0 = time.perf_counter()
         print(f"\n== {data.name}: n_train={data.n_train}, n_val={data.n_val}, classes={data.num_classes}", flush=True)
-        result = jaxfit.sweep(data, configs, progress=not args.no_progress)
+        result = jaxfit.sweep(data, configs, progress=not args.no_progress,
+                              checkpoint_dir=os.path.join(out, data.name, "chunks"))
         path = result.save(os.path.join(out, data.name))
         m = result.meta
         steps = m["model_steps"]
+        resumed = sum(p["resumed"] for p in m["plans"])
+        if resumed:
+            print(f"resumed {resumed} finished chunk(s) from {os.path.join(out, data.name, 'chunks')}")
         print(f"{len(configs)} configs in {len(m['plans'])} buckets: compile {m['compile_s']:.1f} s "
               f"({m['compiles']} programs), run {m['run_s']:.1f} s, "
               f"{steps / max(m['run_s'], 1e-9):,.0f} model-steps/s, {int(result.diverged.sum())} diverged", flush=True)
@@ -124,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", default="val_acc", help="ranking metric (default val_acc)")
     s.add_argument("--top", type=int, default=10, help="rows of the ranked table (default 10)")
     s.add_argument("--out", help="results directory (default jaxfit-runs/<timestamp>)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue a run in an existing --out: chunks it finished are loaded, not retrained")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     s.set_defaults(func=cmd_sweep)

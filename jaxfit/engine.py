@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -32,7 +31,12 @@ from .train import Data, ProgramSpec, make_program, num_outputs
 
 _compiled: dict[tuple, Any] = {}
 _stats = {"compiles": 0, "compile_s": 0.0}
-_progress = threading.local()
+class _ProgressHolder:
+    sink: Callable | None = None
+
+
+# Not thread-local: XLA may run host callbacks on its own threads.
+_progress = _ProgressHolder()
 
 
 def compile_count() -> int:
@@ -129,7 +133,8 @@ class ChunkPlan:
     compile_s: float = 0.0
     run_s: float = 0.0
     bytes: int | None = None  # XLA's memory analysis of the compiled chunk program
-    cached: bool = False
+    cached: bool = False  # the program came from this process's cache
+    resumed: int = 0  # chunks loaded from a checkpoint instead of trained
 
 
 # ----------------------------------------------------------------------------- running
@@ -156,12 +161,13 @@ def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
     return jax.device_put(arrs, replicated) if replicated is not None else jax.device_put(arrs)
 
 
-def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_order: bool):
-    key = (spec, chunk, with_params, with_order, tuple(jax.devices()), jax.config.jax_enable_x64)
+def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_state: bool, with_order: bool):
+    key = (spec, chunk, with_params, with_state, with_order, tuple(jax.devices()), jax.config.jax_enable_x64)
     hit = _compiled.get(key)
     if hit is not None:
         return hit, 0.0, True
-    program = make_program(spec, with_params=with_params, with_order=with_order, progress=_progress_cb)
+    program = make_program(spec, with_params=with_params, with_state=with_state, with_order=with_order,
+                           progress=_progress_cb)
     t0 = time.perf_counter()
     compiled = jax.jit(program).lower(*args).compile()
     dt = time.perf_counter() - t0
@@ -212,11 +218,13 @@ def plan_buckets(data: Dataset, configs: Sequence[Config]) -> list[Bucket]:
 
 def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_states=None,
               batch_orders=None, chunk_size: int | None = None, memory_budget_bytes: int | None = None,
-              progress: bool | Callable | None = None, on_chunk: Callable | None = None) -> dict:
+              progress: bool | Callable | None = None, on_chunk: Callable | None = None,
+              checkpoint_dir: str | None = None) -> dict:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
 
     `params` / `model_states` / `batch_orders`: None, or one entry per config (None entries are not
     allowed: pass all or none). `on_chunk(plan, chunk_index, outputs)` runs after each chunk.
+    `checkpoint_dir`: write each finished chunk there and reuse chunks already there (see checkpoint).
     """
     n = len(configs)
     ensure_x64(configs)
@@ -225,6 +233,14 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     for name, seq in (("params", params), ("model_states", model_states), ("batch_orders", batch_orders)):
         if seq is not None and len(seq) != n:
             raise ValueError(f"{name}: need one entry per config ({n}), got {len(seq)}")
+    if model_states is not None and params is None:
+        raise ValueError("model_states were given without params: pass params too")
+    injected = params is not None or batch_orders is not None
+    if checkpoint_dir is not None and injected:
+        raise ValueError("checkpoint_dir cannot be combined with injected params or batch orders "
+                         "(their chunks are not identified by the configs alone)")
+    from .checkpoint import ChunkStore
+    store = ChunkStore(checkpoint_dir) if checkpoint_dir is not None else None
     if batch_orders is not None:
         spec_of = {i: b.spec for b in buckets for i in b.members}
         batch_orders = [check_batch_order(o, spec_of[i], f"batch_order of config {i}")
@@ -248,7 +264,8 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                 chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
                 plan = ChunkPlan(b.index, size, chunks)
                 ok = _run_bucket(data, configs, spec, plan, lrs_all, params, model_states, batch_orders,
-                                 out, bar, budget, fixed=chunk_size is not None, on_chunk=on_chunk)
+                                 out, bar, budget, fixed=chunk_size is not None, on_chunk=on_chunk,
+                                 store=store)
                 if ok:
                     break
                 size = max(1, size // 2)  # XLA says the chunk does not fit: halve and recompile
@@ -280,33 +297,49 @@ class _CallbackBar:
         pass
 
 
+def _chunk_args(configs, members, spec, size, lrs_all, params, model_states, batch_orders):
+    """The padded host arrays of one chunk, in the program's argument order (data excluded)."""
+    dtype, epochs = spec.static.dtype, spec.static.epochs
+    cs = [configs[i] for i in members]
+    args = [_pad_rows(cfgmod.hparams(cs, dtype), size), _pad_rows(lrs_all[members, :epochs].astype(dtype), size)]
+    if params is not None:
+        args.append(_pad_rows(_stack([_as_dtype(params[i], dtype) for i in members]), size))
+    if model_states is not None:
+        args.append(_pad_rows(_stack([_as_dtype(model_states[i], dtype) for i in members]), size))
+    if batch_orders is not None:
+        args.append(_pad_rows(np.stack([batch_orders[i] for i in members]), size))
+    return args
+
+
 def _run_bucket(data, configs, spec, plan: ChunkPlan, lrs_all, params, model_states, batch_orders, out,
-                bar, budget, *, fixed: bool, on_chunk) -> bool:
+                bar, budget, *, fixed: bool, on_chunk, store=None) -> bool:
     size = plan.chunk_size
     epochs = spec.static.epochs
     sharded, replicated = _mesh_sharding(size)
-    dev_data = _device_data(data, spec.static.dtype, replicated)
-    with_params = params is not None
-    with_order = batch_orders is not None
+    dev_data = None
+    flags = dict(with_params=params is not None, with_state=model_states is not None,
+                 with_order=batch_orders is not None)
+    first = True
     for ci, members in enumerate(plan.chunks):
-        cs = [configs[i] for i in members]
-        hp = _pad_rows(cfgmod.hparams(cs, spec.static.dtype), size)
-        lrs = _pad_rows(lrs_all[members, :epochs].astype(spec.static.dtype), size)
-        args = [hp, lrs]
-        if with_params:
-            args.append(_pad_rows(_stack([_as_dtype(params[i], spec.static.dtype) for i in members]), size))
-            ms = [model_states[i] if model_states is not None else None for i in members]
-            if any(m is None for m in ms):
-                raise ValueError("params were given without model_states: pass both (torchref.to_params "
-                                 "returns both)")
-            args.append(_pad_rows(_stack([_as_dtype(m, spec.static.dtype) for m in ms]), size))
-        if with_order:
-            args.append(_pad_rows(np.stack([batch_orders[i] for i in members]), size))
+        key = store.key(data.fingerprint(), [configs[i] for i in members]) if store is not None else None
+        saved = store.get(key) if store is not None else None
+        if saved is not None:
+            for i, o in zip(members, saved):
+                out["metrics"][i], out["params"][i], out["model_state"][i] = o["metrics"], o["params"], o["model_state"]
+            if bar is not None:
+                bar.update(epochs * len(members))
+            plan.resumed += 1
+            if on_chunk is not None:
+                on_chunk(plan, ci, out)
+            continue
+        if dev_data is None:
+            dev_data = _device_data(data, spec.static.dtype, replicated)
+        args = _chunk_args(configs, members, spec, size, lrs_all, params, model_states, batch_orders)
         if sharded is not None:
             args = [jax.device_put(a, sharded) for a in args]
-        compiled, dt, cached = _compile(spec, size, (*args[:2], dev_data, *args[2:]),
-                                        with_params=with_params, with_order=with_order)
-        if ci == 0:
+        compiled, dt, cached = _compile(spec, size, (*args[:2], dev_data, *args[2:]), **flags)
+        if first:
+            first = False
             plan.compile_s, plan.cached = dt, cached
             plan.bytes = _memory_of(compiled)
             if not fixed and plan.bytes is not None and plan.bytes > budget and size > 1:
@@ -334,6 +367,9 @@ def _run_bucket(data, configs, spec, plan: ChunkPlan, lrs_all, params, model_sta
             out["metrics"][i] = {m: np.asarray(v[:, k]) for m, v in metrics.items()}
             out["params"][i] = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_params)
             out["model_state"][i] = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_state)
+        if store is not None:
+            store.put(key, [{"metrics": out["metrics"][i], "params": out["params"][i],
+                             "model_state": out["model_state"][i]} for i in members])
         if on_chunk is not None:
             on_chunk(plan, ci, out)
     return True

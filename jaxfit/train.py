@@ -160,24 +160,27 @@ def epoch(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, orde
     return ts, metrics
 
 
-def make_program(spec: ProgramSpec, *, with_params: bool = False, with_order: bool = False,
-                 progress=None):
+def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bool = False,
+                 with_order: bool = False, progress=None):
     """The batched program for one bucket.
 
-    Returns `run(hp, lrs, data, [params, model_state], [order]) -> (final TrainState, metrics)` where
-    every leaf of `hp` and `lrs` [n, epochs] has a leading config axis n, `params`/`model_state`
-    (when `with_params`) too, and `order` [n, epochs, steps, batch] (when `with_order`). Metrics come
+    Returns `run(hp, lrs, data, [params], [model_state], [order]) -> (final TrainState, metrics)`
+    where every leaf of `hp` and `lrs` [n, epochs] has a leading config axis n, `params` (when
+    `with_params`) and `model_state` (when `with_state`; else fresh) too, and `order`
+    [n, epochs, steps, batch] (when `with_order`). Metrics come
     back as {name: [epochs, n]}. `progress(epoch)` (optional) is called on the host after each epoch.
     """
     def run(hp, lrs, data, *extra):
         extra = list(extra)
         params = model_state = order = None
         if with_params:
-            params, model_state = extra.pop(0), extra.pop(0)
+            params = extra.pop(0)
+        if with_state:
+            model_state = extra.pop(0)
         if with_order:
             order = extra.pop(0)
         ts0 = jax.vmap(lambda h, p, s: init_state(spec, h, data, p, s),
-                       in_axes=(0, 0 if with_params else None, 0 if with_params else None))(hp, params, model_state)
+                       in_axes=(0, 0 if with_params else None, 0 if with_state else None))(hp, params, model_state)
 
         def body(ts, e):
             lr_e = lrs[:, e]

@@ -28,3 +28,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["sweep", "--datasets", "nope", "--quick"]) == 2
     assert "allowed names" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written before validation passed
+
+
+def test_existing_out_needs_resume_and_resume_reuses_chunks(tmp_path, capsys):
+    args = ["sweep", "--quick", "--datasets", "sum_bin", "--n", "100", "--epochs", "1", "--out", str(tmp_path / "r"),
+            "--no-progress", "--no-cache"]
+    assert main(args) == 0
+    first = jaxfit.SweepResult.load(tmp_path / "r" / "sum_bin")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert "resumed 2 finished chunk(s)" in capsys.readouterr().out
+    again = jaxfit.SweepResult.load(tmp_path / "r" / "sum_bin")
+    import numpy as np
+    np.testing.assert_array_equal(first.curves["val_loss"], again.curves["val_loss"])

@@ -178,3 +178,37 @@ def test_results_table_summary_best_predict_save_load(sum_bin_small, tmp_path):
     assert len(pd.read_parquet(tmp_path / "run" / "table.parquet")) == 12
     with pytest.raises(ValueError, match="unknown metric"):
         r.best("accuracy")
+
+
+def test_checkpointed_chunks_survive_a_crash_and_resume_bitwise(sum_bin_small, tmp_path):
+    cfgs = [Config(hidden=(8,), epochs=2, seed=s) for s in range(5)]
+    ref = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=2)
+
+    class Died(Exception):
+        pass
+
+    def die_after_first(plan, ci, out):
+        if ci == 0:
+            raise Died
+
+    with pytest.raises(Died):
+        jaxfit.sweep(sum_bin_small, cfgs, chunk_size=2, checkpoint_dir=tmp_path, on_chunk=die_after_first)
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 1  # the finished chunk is on disk
+    r = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=2, checkpoint_dir=tmp_path)
+    assert r.meta["plans"][0]["resumed"] == 1
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 3
+    for i in range(5):
+        assert_bitwise_same(ref, i, r, i)
+    # a changed config misses its chunk and is trained afresh
+    r2 = jaxfit.sweep(sum_bin_small, cfgs[:4] + [cfgs[4].replace(lr=0.02)], chunk_size=2, checkpoint_dir=tmp_path)
+    assert r2.meta["plans"][0]["resumed"] == 2
+    assert not np.array_equal(r2.curves["train_loss"][4], ref.curves["train_loss"][4])
+
+
+def test_params_without_model_state_start_from_fresh_state(sum_bin_small):
+    c = Config(hidden=(8,), epochs=1, input_norm="standardize")
+    a = jaxfit.train(sum_bin_small, c)
+    start = jaxfit.train(sum_bin_small, c.replace(epochs=1, lr=1e-30))  # params barely move
+    b = jaxfit.train(sum_bin_small, c, params=start.params(0))
+    np.testing.assert_allclose(b.curves["train_loss"], a.curves["train_loss"], rtol=1e-4)
+    np.testing.assert_array_equal(b.model_state(0)["norm_std"], a.model_state(0)["norm_std"])
