@@ -312,6 +312,8 @@ class HParams(NamedTuple):
     weight_decay: Any  # [n] float, PyTorch default resolved
     beta1: Any  # [n] float
     beta2: Any  # [n] float
+    one_minus_beta1: Any  # [n] float, 1 - beta1 computed in float64 then rounded once, as torch does
+    one_minus_beta2: Any  # [n] float
     log_beta1: Any  # [n] float, log(beta1) computed in float64 (Adam bias correction via expm1)
     log_beta2: Any  # [n] float
     eps: Any  # [n] float
@@ -332,6 +334,7 @@ def hparams(configs: Sequence[Config], dtype: str | None = None) -> HParams:
         momentum=f([c.momentum for c in configs]),
         weight_decay=f([c.effective_weight_decay for c in configs]),
         beta1=b1.astype(dtype), beta2=b2.astype(dtype),
+        one_minus_beta1=(1 - b1).astype(dtype), one_minus_beta2=(1 - b2).astype(dtype),
         log_beta1=lb1.astype(dtype), log_beta2=lb2.astype(dtype),
         eps=f([c.eps for c in configs]),
         dropout=f([c.dropout for c in configs]),

@@ -1,0 +1,219 @@
+"""A `jaxfit.Config` as a stock PyTorch model, and converters between its `state_dict` and jaxfit's
+(params, model_state) layout.
+
+`build_model(config, num_features, num_classes)` returns an `MLP`, an `nn.Sequential` whose parts
+carry readable names, so its `state_dict` keys say what they are::
+
+    norm.mean, norm.std                        input_norm="standardize" (buffers of `Standardize`)
+    norm.weight, norm.bias, norm.running_*     input_norm="batchnorm"   (nn.BatchNorm1d)
+    fourier.B                                  encoding="fourier"       (buffer of `Fourier`)
+    linear{i}.weight, linear{i}.bias           hidden layer i           (nn.Linear)
+    bn{i}.weight, bn{i}.bias, bn{i}.running_*  batchnorm=True           (nn.BatchNorm1d)
+    act{i}, drop{i}                            activation, dropout      (no parameters)
+    out.weight, out.bias                       output layer             (nn.Linear)
+    output                                     nn.Softmax(dim=-1) / nn.Sigmoid / nn.Identity
+
+jaxfit's layout (see jaxfit/nn/layers.py) keeps PyTorch's [out, in] weights, so the converters only
+rename and move arrays between torch tensors and NumPy arrays:
+
+    params = {"dense": [{"w", "b"}, ...], "bn": [{"weight", "bias"}, ...], "in_bn": {"weight", "bias"}}
+    state  = {"bn": [{"mean", "var"}, ...], "in_bn": {"mean", "var"}, "fourier": B,
+              "norm_mean", "norm_std"}
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ONE_UNIT_LOSSES = ("bce", "bce_with_logits")
+
+
+class Sin(nn.Module):
+    """x -> sin(x) (PyTorch has no activation module for it)."""
+
+    def forward(self, x):
+        return torch.sin(x)
+
+
+class Standardize(nn.Module):
+    """x -> (x - mean) / std with fixed per-feature statistics of the training split (buffers)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> "Standardize":
+        """Population statistics (ddof 0) of `x`; a constant feature keeps scale 1."""
+        x = x.to(self.mean.dtype)
+        mean = x.mean(0)
+        std = torch.sqrt(((x - mean) ** 2).mean(0))
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        return self
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Fourier(nn.Module):
+    """Random Fourier features: x -> [sin(2 pi x B^T), cos(2 pi x B^T)], B [features, in] fixed."""
+
+    def __init__(self, num_features: int, fourier_features: int, scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("B", torch.randn(fourier_features, num_features) * scale)
+
+    def forward(self, x):
+        z = (2 * math.pi) * (x @ self.B.T)
+        return torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
+
+
+def activation_module(name: str) -> nn.Module:
+    return {
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(0.01),
+        "elu": nn.ELU,
+        "selu": nn.SELU,
+        "gelu": lambda: nn.GELU(),  # exact (erf) form, PyTorch's default
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "softplus": nn.Softplus,
+        "sin": Sin,
+        "identity": nn.Identity,
+    }[name]()
+
+
+def output_module(name: str) -> nn.Module:
+    return {"logits": nn.Identity, "softmax": lambda: nn.Softmax(dim=-1), "sigmoid": nn.Sigmoid}[name]()
+
+
+def num_outputs(config, num_classes: int) -> int:
+    return 1 if config.loss in ONE_UNIT_LOSSES else num_classes
+
+
+def torch_dtype(config) -> torch.dtype:
+    return torch.float64 if config.dtype == "float64" else torch.float32
+
+
+class MLP(nn.Sequential):
+    """The network a `jaxfit.Config` describes, built from stock PyTorch modules (see the module
+    docstring for the part names)."""
+
+    def __init__(self, config, num_features: int, num_classes: int):
+        parts: "OrderedDict[str, nn.Module]" = OrderedDict()
+        if config.input_norm == "standardize":
+            parts["norm"] = Standardize(num_features)
+        elif config.input_norm == "batchnorm":
+            parts["norm"] = nn.BatchNorm1d(num_features)
+        width = num_features
+        if config.encoding == "fourier":
+            parts["fourier"] = Fourier(num_features, config.fourier_features, config.fourier_scale)
+            width = 2 * config.fourier_features
+        for i, h in enumerate(config.hidden):
+            parts[f"linear{i}"] = nn.Linear(width, h)
+            if config.batchnorm:
+                parts[f"bn{i}"] = nn.BatchNorm1d(h)
+            parts[f"act{i}"] = activation_module(config.activation)
+            if config.dropout > 0:
+                parts[f"drop{i}"] = nn.Dropout(config.dropout)
+            width = h
+        parts["out"] = nn.Linear(width, num_outputs(config, num_classes))
+        parts["output"] = output_module(config.output)
+        super().__init__(parts)
+        self.config = config
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):  # nn.Sequential would call MLP(OrderedDict) here
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
+
+
+def build_model(config, num_features: int, num_classes: int, *, x_train=None) -> MLP:
+    """A fresh PyTorch model for `config` (in config.dtype), with PyTorch's default initialisation
+    drawn from torch's global RNG (seed it first).
+
+    `config.init` is not applied: jaxfit's init schemes are checked apart, by distribution; to
+    compare trajectories, start both frameworks from these weights. With input_norm="standardize",
+    pass `x_train` to fit the statistics (otherwise they are mean 0, std 1 until `Standardize.fit`
+    or a loaded state_dict sets them)."""
+    model = MLP(config, num_features, num_classes).to(torch_dtype(config))
+    if config.input_norm == "standardize" and x_train is not None:
+        model.norm.fit(torch.as_tensor(np.array(x_train)))
+    return model
+
+
+# ----------------------------------------------------------------------------- converters
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(np.array(a, copy=True))
+
+
+def _hidden_count(config) -> int:
+    return len(config.hidden)
+
+
+def to_params(state_dict, config) -> tuple[dict, dict]:
+    """(params, model_state) in jaxfit's layout (NumPy arrays) from an `MLP` state_dict."""
+    sd = state_dict
+    n = _hidden_count(config)
+    params: dict[str, Any] = {"dense": []}
+    state: dict[str, Any] = {}
+    for i in range(n):
+        params["dense"].append({"w": _np(sd[f"linear{i}.weight"]), "b": _np(sd[f"linear{i}.bias"])})
+    params["dense"].append({"w": _np(sd["out.weight"]), "b": _np(sd["out.bias"])})
+    if config.batchnorm:
+        params["bn"] = [{"weight": _np(sd[f"bn{i}.weight"]), "bias": _np(sd[f"bn{i}.bias"])} for i in range(n)]
+        state["bn"] = [{"mean": _np(sd[f"bn{i}.running_mean"]), "var": _np(sd[f"bn{i}.running_var"])}
+                       for i in range(n)]
+    if config.input_norm == "batchnorm":
+        params["in_bn"] = {"weight": _np(sd["norm.weight"]), "bias": _np(sd["norm.bias"])}
+        state["in_bn"] = {"mean": _np(sd["norm.running_mean"]), "var": _np(sd["norm.running_var"])}
+    elif config.input_norm == "standardize":
+        state["norm_mean"] = _np(sd["norm.mean"])
+        state["norm_std"] = _np(sd["norm.std"])
+    if config.encoding == "fourier":
+        state["fourier"] = _np(sd["fourier.B"])
+    return params, state
+
+
+def to_state_dict(params, model_state, config) -> "OrderedDict[str, torch.Tensor]":
+    """An `MLP` state_dict (the keys and order `build_model(config, ...)` has) from jaxfit's
+    (params, model_state). BatchNorm's num_batches_tracked is set to 0 (jaxfit does not count)."""
+    model_state = model_state or {}
+    n = _hidden_count(config)
+    sd: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+
+    def bn(prefix, p, s):
+        sd[f"{prefix}.weight"] = _t(p["weight"])
+        sd[f"{prefix}.bias"] = _t(p["bias"])
+        sd[f"{prefix}.running_mean"] = _t(s["mean"])
+        sd[f"{prefix}.running_var"] = _t(s["var"])
+        sd[f"{prefix}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+
+    if config.input_norm == "standardize":
+        sd["norm.mean"] = _t(model_state["norm_mean"])
+        sd["norm.std"] = _t(model_state["norm_std"])
+    elif config.input_norm == "batchnorm":
+        bn("norm", params["in_bn"], model_state["in_bn"])
+    if config.encoding == "fourier":
+        sd["fourier.B"] = _t(model_state["fourier"])
+    for i in range(n):
+        sd[f"linear{i}.weight"] = _t(params["dense"][i]["w"])
+        sd[f"linear{i}.bias"] = _t(params["dense"][i]["b"])
+        if config.batchnorm:
+            bn(f"bn{i}", params["bn"][i], model_state["bn"][i])
+    sd["out.weight"] = _t(params["dense"][n]["w"])
+    sd["out.bias"] = _t(params["dense"][n]["b"])
+    return sd

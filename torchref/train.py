@@ -1,0 +1,234 @@
+"""`torchref.train`: a `jaxfit.Config` trained the way a PyTorch user writes it.
+
+Stock parts only: the `MLP` of `torchref.convert` (nn.Linear, activation modules, nn.BatchNorm1d,
+nn.Dropout), nn.CrossEntropyLoss / BCELoss / BCEWithLogitsLoss / MSELoss, torch.optim.SGD / Adam /
+AdamW / RMSprop, torch.optim.lr_scheduler.StepLR / ExponentialLR / CosineAnnealingLR stepped once
+per epoch, and a DataLoader over a TensorDataset. The per-epoch metrics have the names and
+definitions of `jaxfit.train.METRICS`.
+
+Replaying a run in both frameworks: pass the same `params`/`model_state` (jaxfit's layout, see
+`torchref.to_params`) and the same `batch_order` ([epochs, steps, batch] training indices, -1 pads a
+partial last batch) to `torchref.train` and `jaxfit.train`. Without `batch_order` the DataLoader
+shuffles with a `torch.Generator` seeded from config.seed; the order it used comes back as
+`TorchResult.batch_order`, ready to give to `jaxfit.train`.
+
+Dropout: the two frameworks' random numbers cannot match, so `dropout_masks` replaces nn.Dropout's
+own Bernoulli draw (a forward hook on each nn.Dropout returns input * (mask / (1 - p)), the formula
+nn.Dropout uses). `dropout_masks[e][s][k]` is the 0/1 mask [batch, width_k] of hidden layer k at
+step s of epoch e, its rows aligned with `batch_order[e, s]` (rows where batch_order is -1 are
+ignored); an array [epochs, steps, n_hidden, batch, width] does when the hidden widths are equal.
+The parity tests build the masks from the keys jaxfit draws its own from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .convert import build_model, to_params, to_state_dict, torch_dtype
+
+METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class TorchResult:
+    """What `torchref.train` returns."""
+
+    config: Any
+    curves: dict[str, np.ndarray]  # metric -> [epochs] float64 (jaxfit.train.METRICS)
+    step_losses: np.ndarray  # [total_steps] float64: each optimizer step's batch loss
+    model: nn.Module  # the trained model (left in eval mode)
+    batch_order: np.ndarray  # [epochs, steps, batch] int32: the rows each step used (-1 pads)
+    lrs: np.ndarray = field(default=None)  # [epochs] float64: the learning rate each epoch used
+
+    def params(self) -> dict:
+        return to_params(self.model.state_dict(), self.config)[0]
+
+    def model_state(self) -> dict:
+        return to_params(self.model.state_dict(), self.config)[1]
+
+
+def make_optimizer(config, parameters) -> torch.optim.Optimizer:
+    wd = config.effective_weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=config.lr, alpha=0.99, eps=config.eps, momentum=config.momentum,
+                                   weight_decay=wd)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def make_scheduler(config, optimizer):
+    s = torch.optim.lr_scheduler
+    if config.schedule == "constant":
+        return None
+    if config.schedule == "step":
+        return s.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    if config.schedule == "exponential":
+        return s.ExponentialLR(optimizer, gamma=config.gamma)
+    if config.schedule == "cosine":
+        return s.CosineAnnealingLR(optimizer, T_max=config.effective_t_max, eta_min=config.eta_min)
+    raise ValueError(f"unknown schedule {config.schedule!r}")
+
+
+def make_loss(config, num_outputs: int):
+    """loss(outputs [B, K], labels [B] long) -> scalar mean loss, with PyTorch's loss modules."""
+    if config.loss == "cross_entropy":
+        crit = nn.CrossEntropyLoss()
+        return lambda out, y: crit(out, y)
+    if config.loss == "bce":
+        crit = nn.BCELoss()
+        return lambda out, y: crit(out[:, 0], y.to(out.dtype))
+    if config.loss == "bce_with_logits":
+        crit = nn.BCEWithLogitsLoss()
+        return lambda out, y: crit(out[:, 0], y.to(out.dtype))
+    if config.loss == "mse":
+        crit = nn.MSELoss()
+        return lambda out, y: crit(out, F.one_hot(y, num_outputs).to(out.dtype))
+    raise ValueError(f"unknown loss {config.loss!r}")
+
+
+def accuracy(out: torch.Tensor, y: torch.Tensor, output: str) -> float:
+    if out.shape[-1] == 1:
+        pred = (out[:, 0] > (0.5 if output == "sigmoid" else 0.0)).long()
+    else:
+        pred = out.argmax(-1)
+    return (pred == y).to(torch.float64).mean().item()
+
+
+def _batches_from_order(order: np.ndarray, epoch: int):
+    for s, row in enumerate(order[epoch]):
+        yield s, row[row >= 0]
+
+
+class _MaskedDropout:
+    """Forward hooks that make each nn.Dropout use given masks instead of its own draw."""
+
+    def __init__(self, model: nn.Module):
+        self.mods = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        self.masks: list[torch.Tensor] | None = None
+        self.handles = [m.register_forward_hook(self._hook(k)) for k, m in enumerate(self.mods)]
+
+    def _hook(self, k):
+        def hook(mod, inputs, output):
+            if not mod.training or self.masks is None:
+                return output
+            # nn.Dropout's formula, x * (mask / (1 - p)), with the injected mask.
+            return inputs[0] * (self.masks[k] / (1 - mod.p))
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def train(data, config, *, params=None, model_state=None, batch_order=None, dropout_masks=None) -> TorchResult:
+    """Train `config` on `data` (a `jaxfit.datasets.Dataset`) with PyTorch. See the module docstring."""
+    dtype = torch_dtype(config)
+    x = torch.as_tensor(np.array(data.x_train), dtype=dtype)
+    y = torch.as_tensor(np.array(data.y_train), dtype=torch.long)
+    xv = torch.as_tensor(np.array(data.x_val), dtype=dtype)
+    yv = torch.as_tensor(np.array(data.y_val), dtype=torch.long)
+    n, num_features, num_classes = x.shape[0], x.shape[1], data.num_classes
+
+    if params is None:
+        torch.manual_seed(config.seed)
+        model = build_model(config, num_features, num_classes, x_train=x)
+        if model_state is not None:  # e.g. a given Fourier matrix with a fresh torch init
+            p0, _ = to_params(model.state_dict(), config)
+            model.load_state_dict(to_state_dict(p0, model_state, config))
+    else:
+        model = build_model(config, num_features, num_classes)
+        if model_state is None:
+            _, model_state = to_params(model.state_dict(), config)
+            if config.input_norm == "standardize":
+                model.norm.fit(x)
+                _, model_state = to_params(model.state_dict(), config)
+        model.load_state_dict(to_state_dict(params, model_state, config))
+
+    num_out = model.out.out_features
+    loss_fn = make_loss(config, num_out)
+    opt = make_optimizer(config, model.parameters())
+    sched = make_scheduler(config, opt)
+
+    batch = n if config.batch_size == 0 else min(config.batch_size, n)
+    steps = -(-n // batch)
+    if batch_order is not None:
+        batch_order = np.asarray(batch_order)
+        if batch_order.ndim != 3 or batch_order.shape[0] != config.epochs:
+            raise ValueError(f"batch_order: need [epochs={config.epochs}, steps, batch], got {batch_order.shape}")
+        order = batch_order.astype(np.int64)
+        loader = None
+    else:
+        order = np.full((config.epochs, steps, batch), -1, np.int64)
+        gen = torch.Generator()
+        gen.manual_seed(config.seed)
+        loader = DataLoader(TensorDataset(x, y, torch.arange(n)), batch_size=batch, shuffle=config.shuffle,
+                            generator=gen)
+    masked = None
+    if dropout_masks is not None:
+        if batch_order is None:
+            raise ValueError("dropout_masks need an explicit batch_order (the masks are aligned with its rows)")
+        masked = _MaskedDropout(model)
+
+    curves = {m: np.full(config.epochs, np.nan) for m in METRICS}
+    step_losses: list[float] = []
+    lrs = np.empty(config.epochs)
+    try:
+        for e in range(config.epochs):
+            lrs[e] = opt.param_groups[0]["lr"]
+            model.train()
+            if loader is not None:
+                batches = ((s, idx) for s, (_, _, idx) in enumerate(loader))
+            else:
+                batches = _batches_from_order(order, e)
+            tot, cnt, last = 0.0, 0, float("nan")
+            for s, idx in batches:
+                if loader is not None:
+                    order[e, s, : len(idx)] = idx.numpy()
+                idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+                if masked is not None:
+                    row = order[e, s]
+                    keep = row >= 0
+                    masked.masks = [torch.as_tensor(np.asarray(dropout_masks[e][s][k])[keep], dtype=dtype)
+                                    for k in range(len(masked.mods))]
+                opt.zero_grad()
+                out = model(x[idx_t])
+                loss = loss_fn(out, y[idx_t])
+                loss.backward()
+                opt.step()
+                lv = loss.item()
+                step_losses.append(lv)
+                tot += lv * len(idx_t)
+                cnt += len(idx_t)
+                last = lv
+            curves["train_loss"][e] = tot / cnt
+            curves["last_batch_loss"][e] = last
+            model.eval()
+            with torch.no_grad():
+                out = model(x)
+                curves["full_train_loss"][e] = loss_fn(out, y).item()
+                curves["train_acc"][e] = accuracy(out, y, config.output)
+                if xv.shape[0]:
+                    out = model(xv)
+                    curves["val_loss"][e] = loss_fn(out, yv).item()
+                    curves["val_acc"][e] = accuracy(out, yv, config.output)
+            if sched is not None:
+                sched.step()
+    finally:
+        if masked is not None:
+            masked.remove()
+    model.eval()
+    return TorchResult(config=config, curves=curves, step_losses=np.asarray(step_losses, np.float64), model=model,
+                       batch_order=order.astype(np.int32), lrs=lrs)
