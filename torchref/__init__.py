@@ -7,7 +7,7 @@ torch.optim and reports jaxfit's per-epoch metrics.
 """
 
 from .convert import MLP, Fourier, Sin, Standardize, build_model, to_params, to_state_dict
-from .train import TorchResult, train
+from .train import TorchResult, train, train_many
 
 __all__ = ["MLP", "Fourier", "Sin", "Standardize", "TorchResult", "build_model", "to_params", "to_state_dict",
-           "train"]
+           "train", "train_many"]

@@ -232,3 +232,30 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     model.eval()
     return TorchResult(config=config, curves=curves, step_losses=np.asarray(step_losses, np.float64), model=model,
                        batch_order=order.astype(np.int32), lrs=lrs)
+
+
+def _train_curves(args) -> dict[str, np.ndarray]:
+    data, config = args
+    torch.set_num_threads(1)  # tiny models: one thread per process beats two fighting over a core
+    return train(data, config).curves
+
+
+def train_many(data, configs, *, workers: int | None = None) -> list[dict[str, np.ndarray]]:
+    """`train(data, c).curves` for each config, one PyTorch run per config spread over `workers`
+    processes (default: one per CPU core). Each run seeds torch from its own config, so the result
+    does not depend on the number of workers."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    configs = list(configs)
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(configs) <= 1:
+        threads = torch.get_num_threads()
+        try:
+            return [_train_curves((data, c)) for c in configs]
+        finally:
+            torch.set_num_threads(threads)
+    # spawn, not fork: the parent may already run JAX's threads
+    with ProcessPoolExecutor(max_workers=min(workers, len(configs)), mp_context=mp.get_context("spawn")) as ex:
+        return list(ex.map(_train_curves, [(data, c) for c in configs], chunksize=max(1, len(configs) // (4 * workers))))
