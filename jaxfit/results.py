@@ -205,6 +205,21 @@ class SweepResult:
             return (o[:, 0] > thr).astype(np.int64)
         return np.argmax(o, axis=-1)
 
+    def to_torch(self, i: int):
+        """Config i as a PyTorch `nn.Module` (torchref's stock-parts model) holding its trained weights,
+        BatchNorm running statistics and fixed encodings, in eval mode: a sweep's winner, ready to use
+        in PyTorch. Needs PyTorch installed."""
+        try:
+            import torch
+            import torchref
+        except ImportError as e:  # pragma: no cover - torch is optional for jaxfit alone
+            raise ImportError("to_torch needs PyTorch: pip install torch (and this repo's torchref)") from e
+        c = self.configs[i]
+        ds = self.meta["dataset"]
+        model = torchref.build_model(c, ds["num_features"], ds["num_classes"])
+        model.load_state_dict(torchref.to_state_dict(self._params[i], self._model_states[i], c))
+        return model.eval().to(torch.float64 if c.dtype == "float64" else torch.float32)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> str:
         path = os.fspath(path)

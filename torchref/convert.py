@@ -98,6 +98,21 @@ def num_outputs(config, num_classes: int) -> int:
     return 1 if config.loss in ONE_UNIT_LOSSES else num_classes
 
 
+def init_linear_(layer: nn.Linear, scheme: str) -> None:
+    """Re-initialise a Linear layer the way a PyTorch user writes each of jaxfit's init schemes
+    ("torch" is nn.Linear's own default and needs nothing)."""
+    w = layer.weight
+    if scheme == "lecun_normal":  # N(0, 1/fan_in): kaiming with the linear gain (1)
+        nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="linear")
+    elif scheme == "he_normal":  # N(0, 2/fan_in), not truncated
+        nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu")
+    elif scheme == "glorot_uniform":  # U(+-sqrt(6/(fan_in+fan_out)))
+        nn.init.xavier_uniform_(w)
+    else:
+        raise ValueError(f"unknown init {scheme!r}")
+    nn.init.zeros_(layer.bias)
+
+
 def torch_dtype(config) -> torch.dtype:
     return torch.float64 if config.dtype == "float64" else torch.float32
 
@@ -128,6 +143,10 @@ class MLP(nn.Sequential):
         parts["output"] = output_module(config.output)
         super().__init__(parts)
         self.config = config
+        if config.init != "torch":
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    init_linear_(m, config.init)
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):  # nn.Sequential would call MLP(OrderedDict) here
@@ -139,8 +158,9 @@ def build_model(config, num_features: int, num_classes: int, *, x_train=None) ->
     """A fresh PyTorch model for `config` (in config.dtype), with PyTorch's default initialisation
     drawn from torch's global RNG (seed it first).
 
-    `config.init` is not applied: jaxfit's init schemes are checked apart, by distribution; to
-    compare trajectories, start both frameworks from these weights. With input_norm="standardize",
+    `config.init` is applied with torch.nn.init (`init_linear_`); jaxfit's schemes are checked
+    against these by distribution (parity_tests/test_init.py), since the two RNGs cannot match; to
+    compare trajectories, start both frameworks from the same weights. With input_norm="standardize",
     pass `x_train` to fit the statistics (otherwise they are mean 0, std 1 until `Standardize.fit`
     or a loaded state_dict sets them)."""
     model = MLP(config, num_features, num_classes).to(torch_dtype(config))
