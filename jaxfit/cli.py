@@ -117,6 +117,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from jaxfit import datasets, parity, tasks
+
+    if args.target in tasks.TASKS:
+        task = tasks.get(args.target)
+        data = task.dataset(full=args.full)
+        config = task.make_config(full=args.full)
+    else:
+        if "=" not in args.target:
+            raise ValueError(f"parity: {args.target!r} is neither a task ({', '.join(tasks.TASKS)}) nor a config "
+                             "such as 'hidden=16,16 optimizer=adam lr=0.01'")
+        config = parity.parse_config(args.target)
+        data = datasets.load(args.data, **({"n": args.n} if args.n else {}))
+    changes = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.dtype is not None:
+        changes["dtype"] = args.dtype
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    config = config.replace(**changes) if changes else config
+    print(f"parity: {data.name} (n_train={data.n_train}), {config.short()}, {config.dtype}, {config.epochs} epochs",
+          flush=True)
+    r = parity.replay(data, config)
+    print(r.table())
+    print(r.verdict())
+    if args.plot:
+        print(f"plot: {r.plot(args.plot)}")
+    return 0 if r.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxfit", description="Train many small MLPs at once with JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     s.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("parity", help="replay a task or config in jaxfit and PyTorch and compare epoch by epoch",
+                       description="Train the same run in PyTorch (torchref) and jaxfit from the same weights and "
+                                   "batch order; print both side by side, the largest deviation and a verdict.")
+    q.add_argument("target", help="a task (doc1_sum_bin, doc1_sum_mod, doc2_circles, doc2_heart_standardized, "
+                                  "wide_mlp) or a config such as 'hidden=16,16 optimizer=adam lr=0.01'")
+    q.add_argument("--data", default="sum_bin", help="dataset for a config target (default sum_bin)")
+    q.add_argument("--n", type=int, help="training points for a config target's dataset")
+    q.add_argument("--full", action="store_true", help="a task at its documented length (default: the CI horizon)")
+    q.add_argument("--epochs", type=int, help="override the number of epochs")
+    q.add_argument("--dtype", choices=["float32", "float64"], help="override the dtype (default: the config's)")
+    q.add_argument("--seed", type=int, help="override the seed (initial weights and shuffling)")
+    q.add_argument("--plot", help="save an overlay plot of both loss curves to this PNG")
+    q.set_defaults(func=cmd_parity)
     return p
 
 

@@ -1,0 +1,36 @@
+"""`jaxfit parity`: both frameworks side by side, a verdict, an overlay plot."""
+
+import numpy as np
+
+from jaxfit import Config, datasets, parity
+from jaxfit.cli import main
+
+
+def test_parity_task_passes_and_plots(tmp_path, capsys):
+    png = tmp_path / "overlay.png"
+    assert main(["parity", "doc2_heart_standardized", "--dtype", "float64", "--epochs", "5", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS: largest deviation" in out and out.count("\n") >= 7
+    assert png.stat().st_size > 10_000
+
+
+def test_parity_config_text(capsys):
+    assert main(["parity", "hidden=8,8 optimizer=rmsprop lr=0.01 momentum=0.5 epochs=2 batch_size=10", "--data",
+                 "sum_mod", "--n", "50", "--dtype", "float64"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_verdict_fails_and_names_the_first_epoch():
+    data = datasets.sum_bin(n=20, seed=0)
+    cfg = Config(hidden=(2,), epochs=3, dtype="float64")
+    j = {m: np.zeros(3) for m in ("train_loss", "last_batch_loss", "full_train_loss", "val_loss", "val_acc")}
+    t = {m: v.copy() for m, v in j.items()}
+    t["train_loss"][1:] = [1e-12, 1e-3]
+    r = parity.Replay(cfg, data, j, t, steps=30, tol=1e-10, why="test")
+    assert not r.ok and r.first_violation == 2
+    assert r.verdict().startswith("FAIL: deviation 0.001 > 1e-10 first at epoch 3")
+
+
+def test_bad_target_exits_2(capsys):
+    assert main(["parity", "no_such_task"]) == 2
+    assert "neither a task" in capsys.readouterr().err
