@@ -26,7 +26,7 @@ def test_to_torch_predicts_what_jaxfit_predicts(name):
     assert isinstance(model, torch.nn.Module) and not model.training
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     with torch.no_grad():
-        out = model(torch.as_tensor(data.x_val, dtype=dtype)).numpy()
+        out = model(torch.as_tensor(np.array(data.x_val), dtype=dtype)).numpy()
     np.testing.assert_allclose(out, r.outputs(0, data.x_val), rtol=1e-5, atol=1e-6 if cfg.dtype == "float32" else 1e-12)
     pred = out.argmax(-1) if out.shape[-1] > 1 else (out[:, 0] > 0.5).astype(int)
     np.testing.assert_array_equal(pred, r.predict(0, data.x_val))
