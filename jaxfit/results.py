@@ -181,14 +181,14 @@ class SweepResult:
         """Eval-mode network outputs of config i on x [B, F] (what its `output` layer returns)."""
         import jax
 
+        from .config import static_key
         from .nn import layers
-        from .train import num_outputs
+        from .train import ProgramSpec, num_outputs
 
         c = self.configs[i]
         ds = self.meta["dataset"]
-        arch = layers.Arch(ds["num_features"], num_outputs(c.loss, ds["num_classes"]), c.hidden, c.activation,
-                           c.output, c.init, c.input_norm, c.batchnorm, c.dropout > 0, c.encoding,
-                           c.fourier_features)
+        arch = ProgramSpec(static_key(c), ds["n_train"], ds["n_val"], ds["num_features"],
+                           num_outputs(c.loss, ds["num_classes"])).arch
         x = np.asarray(x, dtype=c.dtype)
         if x.ndim != 2 or x.shape[1] != ds["num_features"]:
             raise ValueError(f"predict: x must have shape [B, {ds['num_features']}], got {x.shape}")
