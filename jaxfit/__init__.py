@@ -9,6 +9,10 @@
 
 __version__ = "0.1.0"
 
+from . import _xla
+
+_xla.configure()  # before anything starts JAX's backends: one host device per core (see _xla)
+
 from . import datasets, engine
 from .api import model_steps, sweep, train
 from .config import Config, grid, int_uniform, log_uniform, sample, uniform

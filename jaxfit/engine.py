@@ -257,8 +257,8 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
             spec = b.spec
             per = estimate_bytes_per_config(spec)
             size = chunk_size or max(1, min(len(b.members), budget // max(per, 1)))
-            if chunk_size is None and ndev > 1:
-                size = math.ceil(size / ndev) * ndev
+            if chunk_size is None and ndev > 1 and size >= ndev:
+                size = math.ceil(size / ndev) * ndev  # shard the chunk evenly (pad <= ndev - 1 configs)
             plan = None
             while True:
                 chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
