@@ -148,6 +148,16 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0 if r.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    try:
+        from benchmarks import throughput
+    except ImportError as e:
+        raise ValueError("bench: the benchmarks package is not importable (run from the repository, or "
+                         "install it with pip install -e .)") from e
+    throughput.main(list(rest))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxfit", description="Train many small MLPs at once with JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -181,13 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, help="override the seed (initial weights and shuffling)")
     q.add_argument("--plot", help="save an overlay plot of both loss curves to this PNG")
     q.set_defaults(func=cmd_parity)
+
+    b = sub.add_parser("bench", add_help=False, help="throughput benchmarks against PyTorch "
+                                                     "(python -m benchmarks.throughput; --help for options)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if rest and args.func is not cmd_bench:
+        build_parser().parse_args(argv)  # the usual "unrecognized arguments" error
     try:
-        return args.func(args)
+        return args.func(args, rest) if args.func is cmd_bench else args.func(args)
     except ValueError as e:  # bad input: one clear line, no traceback
         print(f"jaxfit: error: {e}", file=sys.stderr)
         return 2
