@@ -28,7 +28,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           model_states: Sequence[Any] | None = None, batch_orders: Sequence[Any] | None = None,
           chunk_size: int | None = None, memory_budget: int | None = None,
           progress: bool | Callable[[int, int], None] = False,
-          on_chunk: Callable | None = None, checkpoint_dir: str | None = None) -> SweepResult:
+          on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
+          matmul_precision: str = "highest") -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -46,6 +47,10 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
       on_chunk: callable(plan, chunk_index, raw_outputs) after each finished chunk.
       checkpoint_dir: a directory where each finished chunk is written at once; chunks already
         there (same data, same configs) are loaded instead of trained, so a rerun resumes.
+      matmul_precision: "highest" (default: full float32 products, as PyTorch computes them; on
+        A100/H100-class GPUs JAX's own default may use TF32) or "default" / "tensorfloat32" /
+        "bfloat16" to trade exactness for speed on a GPU. The parity suite and `jaxfit parity` use
+        "highest".
     """
     configs = list(configs)
     _check_inputs(data, configs)
@@ -53,7 +58,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
     c0 = engine.compile_count()
     raw = engine.run_sweep(data, configs, params=params, model_states=model_states, batch_orders=batch_orders,
                            chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
-                           on_chunk=on_chunk, checkpoint_dir=checkpoint_dir)
+                           on_chunk=on_chunk, checkpoint_dir=checkpoint_dir,
+                           matmul_precision=matmul_precision)
     wall = time.perf_counter() - t0
     plans = raw["plans"]
     meta = {
@@ -68,6 +74,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "compile_s": sum(p.compile_s for p in plans),
         "run_s": sum(p.run_s for p in plans),
         "compiles": engine.compile_count() - c0,
+        "matmul_precision": matmul_precision,
         "model_steps": model_steps(data, configs),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
@@ -85,9 +92,10 @@ def model_steps(data: Dataset, configs: Sequence[Config]) -> int:
 
 
 def train(data: Dataset, config: Config, *, params: Any = None, model_state: Any = None,
-          batch_order: Any = None, progress: bool = False) -> SweepResult:
+          batch_order: Any = None, progress: bool = False, matmul_precision: str = "highest") -> SweepResult:
     """Train one config (a sweep of one). `params`, `model_state` and `batch_order` replay a given
     start and batch order (see `sweep`)."""
     return sweep(data, [config], params=None if params is None else [params],
                  model_states=None if model_state is None else [model_state],
-                 batch_orders=None if batch_order is None else [batch_order], progress=progress)
+                 batch_orders=None if batch_order is None else [batch_order], progress=progress,
+                 matmul_precision=matmul_precision)

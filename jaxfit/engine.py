@@ -161,15 +161,21 @@ def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
     return jax.device_put(arrs, replicated) if replicated is not None else jax.device_put(arrs)
 
 
-def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_state: bool, with_order: bool):
-    key = (spec, chunk, with_params, with_state, with_order, tuple(jax.devices()), jax.config.jax_enable_x64)
+MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
+
+
+def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_state: bool, with_order: bool,
+             precision: str = "highest"):
+    key = (spec, chunk, with_params, with_state, with_order, precision, tuple(jax.devices()),
+           jax.config.jax_enable_x64)
     hit = _compiled.get(key)
     if hit is not None:
         return hit, 0.0, True
     program = make_program(spec, with_params=with_params, with_state=with_state, with_order=with_order,
                            progress=_progress_cb)
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(*args).compile()
+    with jax.default_matmul_precision(precision):
+        compiled = jax.jit(program).lower(*args).compile()
     dt = time.perf_counter() - t0
     _stats["compiles"] += 1
     _stats["compile_s"] += dt
@@ -219,13 +225,18 @@ def plan_buckets(data: Dataset, configs: Sequence[Config]) -> list[Bucket]:
 def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_states=None,
               batch_orders=None, chunk_size: int | None = None, memory_budget_bytes: int | None = None,
               progress: bool | Callable | None = None, on_chunk: Callable | None = None,
-              checkpoint_dir: str | None = None) -> dict:
+              checkpoint_dir: str | None = None, matmul_precision: str = "highest") -> dict:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
 
     `params` / `model_states` / `batch_orders`: None, or one entry per config (None entries are not
     allowed: pass all or none). `on_chunk(plan, chunk_index, outputs)` runs after each chunk.
     `checkpoint_dir`: write each finished chunk there and reuse chunks already there (see checkpoint).
+    `matmul_precision`: "highest" (full float32, PyTorch's default; the default here) or a faster
+    JAX setting ("default", "tensorfloat32", "bfloat16") that GPUs may use for float32 products.
     """
+    if matmul_precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
+                         f"{', '.join(MATMUL_PRECISIONS)}")
     n = len(configs)
     ensure_x64(configs)
     budget = memory_budget_bytes or memory_budget()
@@ -265,7 +276,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                 plan = ChunkPlan(b.index, size, chunks)
                 ok = _run_bucket(data, configs, spec, plan, lrs_all, params, model_states, batch_orders,
                                  out, bar, budget, fixed=chunk_size is not None, on_chunk=on_chunk,
-                                 store=store)
+                                 store=store, precision=matmul_precision)
                 if ok:
                     break
                 size = max(1, size // 2)  # XLA says the chunk does not fit: halve and recompile
@@ -312,13 +323,13 @@ def _chunk_args(configs, members, spec, size, lrs_all, params, model_states, bat
 
 
 def _run_bucket(data, configs, spec, plan: ChunkPlan, lrs_all, params, model_states, batch_orders, out,
-                bar, budget, *, fixed: bool, on_chunk, store=None) -> bool:
+                bar, budget, *, fixed: bool, on_chunk, store=None, precision: str = "highest") -> bool:
     size = plan.chunk_size
     epochs = spec.static.epochs
     sharded, replicated = _mesh_sharding(size)
     dev_data = None
     flags = dict(with_params=params is not None, with_state=model_states is not None,
-                 with_order=batch_orders is not None)
+                 with_order=batch_orders is not None, precision=precision)
     first = True
     for ci, members in enumerate(plan.chunks):
         key = store.key(data.fingerprint(), [configs[i] for i in members]) if store is not None else None

@@ -117,7 +117,8 @@ def replay(data: Dataset, config: Config, *, init_seed: int | None = None) -> Re
     model = torchref.build_model(config, data.num_features, data.num_classes, x_train=data.x_train)
     params, state = torchref.to_params(model.state_dict(), config)
     t = torchref.train(data, config, params=params, model_state=state, batch_order=None)
-    j = api.train(data, config, params=params, model_state=state, batch_order=t.batch_order)
+    j = api.sweep(data, [config], params=[params], model_states=[state], batch_orders=[t.batch_order],
+                  matmul_precision="highest")  # full float32 products, as PyTorch (TF32 off on GPUs)
     jcurves = {m: j.curves[m][0, : config.epochs] for m in j.curves}
     steps = int(config.epochs * t.batch_order.shape[1])
     tol, why = tolerance(config.dtype, steps)

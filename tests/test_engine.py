@@ -212,3 +212,10 @@ def test_params_without_model_state_start_from_fresh_state(sum_bin_small):
     b = jaxfit.train(sum_bin_small, c, params=start.params(0))
     np.testing.assert_allclose(b.curves["train_loss"], a.curves["train_loss"], rtol=1e-4)
     np.testing.assert_array_equal(b.model_state(0)["norm_std"], a.model_state(0)["norm_std"])
+
+
+def test_matmul_precision_is_checked_and_recorded(sum_bin_small):
+    with pytest.raises(ValueError, match="matmul_precision='fast' is invalid: allowed values are highest"):
+        jaxfit.sweep(sum_bin_small, [Config(hidden=(4,), epochs=1)], matmul_precision="fast")
+    r = jaxfit.sweep(sum_bin_small, [Config(hidden=(4,), epochs=1)])
+    assert r.meta["matmul_precision"] == "highest"
