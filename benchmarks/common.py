@@ -7,6 +7,7 @@ Throughput is model-steps per second summed over the networks trained at once.
 
 from __future__ import annotations
 
+from jaxfit.results import cpu_name as _cpu_name
 import ctypes
 import datetime as _dt
 import gc
@@ -330,15 +331,7 @@ class PeakRSS:
 # ----------------------------------------------------------------------------- machine and versions
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+cpu_name = _cpu_name  # one implementation: jaxfit.results.cpu_name
 
 
 def describe_device(device: str) -> str:

@@ -260,6 +260,18 @@ class SweepResult:
         return cls(configs, curves, params, states, meta)
 
 
+def cpu_name() -> str:
+    """The host CPU's model name (for results files: which machine a number came from)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     import jax
 

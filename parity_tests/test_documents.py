@@ -32,6 +32,7 @@ Measured numbers and the circles setting found: parity_tests/results/DOCUMENTS.m
 
 from __future__ import annotations
 
+from jaxfit.results import cpu_name as _cpu_name
 import datetime
 import json
 import math
@@ -253,15 +254,7 @@ class Claims:
         assert not self.failures, "\n".join([f"{self.name}:"] + self.failures)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+_cpu_model = _cpu_name  # one implementation: jaxfit.results.cpu_name
 
 
 def write_results(name: str, payload: dict) -> str:
