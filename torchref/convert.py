@@ -13,6 +13,11 @@ carry readable names, so its `state_dict` keys say what they are::
     out.weight, out.bias                       output layer             (nn.Linear)
     output                                     nn.Softmax(dim=-1) / nn.Sigmoid / nn.Identity
 
+The documents' own modules (torchref.documents) are converted by the same pair: `FeedForward`
+(fc1 = linear0, fc2 = out), `Model` / `ModelLogits` (linear = linear0, linear2 = out) and `ModelBN`
+(bn = norm, an input BatchNorm1d); `to_params` detects which from the keys, `to_state_dict` takes
+`layout="feedforward"` or `"model"`.
+
 jaxfit's layout (see jaxfit/nn/layers.py) keeps PyTorch's [out, in] weights, so the converters only
 rename and move arrays between torch tensors and NumPy arrays:
 
@@ -184,10 +189,88 @@ def _hidden_count(config) -> int:
     return len(config.hidden)
 
 
-def to_params(state_dict, config) -> tuple[dict, dict]:
-    """(params, model_state) in jaxfit's layout (NumPy arrays) from an `MLP` state_dict."""
-    sd = state_dict
+# The documents' own modules (torchref.documents) name the same parts differently. A layout maps
+# MLP's key prefixes to another module's; the converters take and give any of them.
+LAYOUTS: dict[str, dict[str, str]] = {
+    "mlp": {},
+    # document 1's FeedForward(input_size, num_classes): fc1 Linear(in, in) -> ReLU -> fc2 -> Softmax
+    "feedforward": {"linear0": "fc1", "out": "fc2"},
+    # document 2's Model(input_size, H1, output_size) (and ModelLogits): linear -> sigmoid -> linear2,
+    # and ModelBN's BatchNorm1d on the input, `bn`
+    "model": {"linear0": "linear", "out": "linear2", "norm": "bn"},
+}
+
+
+def _check_layout(layout: str, config) -> dict[str, str]:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+    if layout == "mlp":
+        return LAYOUTS[layout]
+    problems = []
+    if len(config.hidden) != 1:
+        problems.append(f"hidden={config.hidden} (the {layout} module has exactly one hidden layer)")
+    if config.batchnorm:
+        problems.append("batchnorm=True (no hidden BatchNorm in that module)")
+    if config.encoding != "identity":
+        problems.append(f"encoding={config.encoding!r} (no encoding in that module)")
+    allowed_norms = ("none", "batchnorm") if layout == "model" else ("none",)
+    if config.input_norm not in allowed_norms:
+        problems.append(f"input_norm={config.input_norm!r} (that module allows {', '.join(allowed_norms)})")
+    if problems:
+        raise ValueError(f"config does not describe a document {layout!r} module: " + "; ".join(problems))
+    return LAYOUTS[layout]
+
+
+def detect_layout(state_dict) -> str:
+    """"feedforward" (keys fc1.*, fc2.*), "model" (linear.*, linear2.*) or "mlp" (torchref's MLP)."""
+    keys = {k.split(".")[0] for k in state_dict}
+    if {"fc1", "fc2"} <= keys:
+        return "feedforward"
+    if {"linear", "linear2"} <= keys:
+        return "model"
+    return "mlp"
+
+
+def _expected_keys(config, num_hidden: int) -> list[str]:
+    """MLP's state_dict keys for `config` (num_batches_tracked left out: jaxfit does not count)."""
+    keys = []
+    if config.input_norm == "standardize":
+        keys += ["norm.mean", "norm.std"]
+    elif config.input_norm == "batchnorm":
+        keys += [f"norm.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
+    if config.encoding == "fourier":
+        keys.append("fourier.B")
+    for i in range(num_hidden):
+        keys += [f"linear{i}.weight", f"linear{i}.bias"]
+        if config.batchnorm:
+            keys += [f"bn{i}.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
+    return keys + ["out.weight", "out.bias"]
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str:
+    head, _, rest = key.partition(".")
+    return f"{mapping.get(head, head)}.{rest}" if rest else mapping.get(head, head)
+
+
+def to_params(state_dict, config, layout: str | None = None) -> tuple[dict, dict]:
+    """(params, model_state) in jaxfit's layout (NumPy arrays) from a PyTorch state_dict.
+
+    Takes torchref's `MLP` and the documents' `FeedForward` / `Model` / `ModelBN` / `ModelLogits`
+    alike; `layout` ("mlp", "feedforward", "model") is detected from the keys when not given. A key
+    the config needs but the state_dict lacks, or one it has that the config does not use, raises a
+    ValueError naming it (so a state_dict from another architecture is never half-converted).
+    """
+    layout = detect_layout(state_dict) if layout is None else layout
+    mapping = _check_layout(layout, config)
+    back = {v: k for k, v in mapping.items()}
+    sd = {_rename(k, back): v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
     n = _hidden_count(config)
+    expected = _expected_keys(config, n)
+    missing = [_rename(k, mapping) for k in expected if k not in sd]
+    extra = [_rename(k, mapping) for k in sd if k not in set(expected)]
+    if missing or extra:
+        raise ValueError(f"state_dict ({layout} layout) does not match the config: "
+                         f"missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
     params: dict[str, Any] = {"dense": []}
     state: dict[str, Any] = {}
     for i in range(n):
@@ -208,9 +291,12 @@ def to_params(state_dict, config) -> tuple[dict, dict]:
     return params, state
 
 
-def to_state_dict(params, model_state, config) -> "OrderedDict[str, torch.Tensor]":
-    """An `MLP` state_dict (the keys and order `build_model(config, ...)` has) from jaxfit's
-    (params, model_state). BatchNorm's num_batches_tracked is set to 0 (jaxfit does not count)."""
+def to_state_dict(params, model_state, config, layout: str = "mlp") -> "OrderedDict[str, torch.Tensor]":
+    """A state_dict from jaxfit's (params, model_state): the keys and order of
+    `build_model(config, ...)` (layout "mlp"), or of the documents' modules ("feedforward":
+    `FeedForward`; "model": `Model`, `ModelLogits`, and `ModelBN` when input_norm="batchnorm"), ready
+    for a strict `load_state_dict`. BatchNorm's num_batches_tracked is set to 0 (jaxfit does not count)."""
+    mapping = _check_layout(layout, config)
     model_state = model_state or {}
     n = _hidden_count(config)
     sd: "OrderedDict[str, torch.Tensor]" = OrderedDict()
@@ -236,4 +322,4 @@ def to_state_dict(params, model_state, config) -> "OrderedDict[str, torch.Tensor
             bn(f"bn{i}", params["bn"][i], model_state["bn"][i])
     sd["out.weight"] = _t(params["dense"][n]["w"])
     sd["out.bias"] = _t(params["dense"][n]["b"])
-    return sd
+    return OrderedDict((_rename(k, mapping), v) for k, v in sd.items())
