@@ -5,6 +5,14 @@ engine shards the config axis of a chunk over the devices it sees, so on a 2-cor
 devices about double the throughput of a sweep (benchmarks/). Opt out with JAXFIT_HOST_DEVICES=1 (or
 set the count, e.g. JAXFIT_HOST_DEVICES=4); an XLA_FLAGS that already names a host device count
 is left alone. Only the CPU platform is affected: accelerators are not host devices.
+
+Small while loops as one kernel: `xla_cpu_small_while_loop_byte_threshold` (an XLA:CPU backend
+option) lets XLA compile a training loop whose buffers are under the threshold into one kernel
+instead of running each step's operations one by one: document 1's model (batch 1) trained 2x
+faster at N=1 with it, and bigger models were unchanged (benchmarks/README.md). The option is a
+key of `--xla_backend_extra_options`, which XLA looks up by name, so a jaxlib that does not know it
+ignores it. Set only when XLA_FLAGS names no backend extra options of its own; opt out with
+JAXFIT_SMALL_LOOPS=0.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import os
 
 FLAG = "--xla_force_host_platform_device_count"
+EXTRA = "--xla_backend_extra_options"
+SMALL_LOOPS = "xla_cpu_small_while_loop_byte_threshold=1000000000"
 
 
 def _backends_started() -> bool:
@@ -39,12 +49,18 @@ def host_device_count() -> int:
 
 
 def configure() -> bool:
-    """Add the host device count to XLA_FLAGS; True if it did."""
+    """Add the host device count (and the small-loop option) to XLA_FLAGS; True if it changed them."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if FLAG in flags or _backends_started():
+    if _backends_started():
         return False
-    n = host_device_count()
-    if n <= 1:
+    new = flags
+    if FLAG not in flags:
+        n = host_device_count()
+        if n > 1:
+            new = f"{new} {FLAG}={n}"
+    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "1").strip() != "0":
+        new = f"{new} {EXTRA}={SMALL_LOOPS}"
+    if new == flags:
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={n}".strip()
+    os.environ["XLA_FLAGS"] = new.strip()
     return True

@@ -13,9 +13,11 @@ pure program of `jaxfit.train`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -31,6 +33,8 @@ from .train import Data, ProgramSpec, make_program, num_outputs
 
 _compiled: dict[tuple, Any] = {}
 _stats = {"compiles": 0, "compile_s": 0.0}
+_lock = threading.Lock()
+_pending: dict[tuple, concurrent.futures.Future] = {}  # programs being compiled (ahead, in threads)
 class _ProgressHolder:
     sink: Callable | None = None
 
@@ -164,22 +168,139 @@ def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
 
 
+# ----------------------------------------------------------------------------- CPU tuning
+# Measured on this project's 2-core CPU (jax 0.10.2; benchmarks/README.md, "What made it fast").
+
+BLOCK_CACHE_FRACTION = 1.0  # a block's working set may use this much of one core's L2 cache
+TINY_WIDTH = 8  # networks no wider than this compile without XLA's YNNPACK fusions (see cpu_options)
+
+
+def _l2_bytes() -> int:
+    """One core's L2 cache size from sysfs (Linux), else 1 MiB."""
+    with contextlib.suppress(Exception):
+        base = "/sys/devices/system/cpu/cpu0/cache"
+        for idx in sorted(os.listdir(base)):
+            d = os.path.join(base, idx)
+            with open(os.path.join(d, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(d, "size")) as f:
+                text = f.read().strip().upper()
+            mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+            return int(text.rstrip("KM")) * mult
+    return 1 << 20
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    k = max(1, min(k, n))
+    while n % k:
+        k -= 1
+    return k
+
+
+def block_sizes(spec: ProgramSpec, chunk: int, ndev: int, platform: str) -> tuple[int, int]:
+    """(train_block, eval_block) for `make_program`: configs per `lax.map` iteration on each device,
+    chosen so a block (its parameters, gradients and optimizer state and one batch's
+    activations; for the evaluation, one split's activations) fits in a core's L2 cache
+    (the fraction and the byte counts calibrated on W2 of benchmarks/: 8 configs of 2-64-64-3 with Adam). 0
+    means no blocking: on accelerators, when the whole chunk fits anyway, or with JAXFIT_BLOCKS=0
+    in the environment (for measuring what blocking gains: benchmarks/ablation.py)."""
+    if platform != "cpu" or os.environ.get("JAXFIT_BLOCKS", "1").strip() == "0":
+        return 0, 0
+    budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
+    item = 8 if spec.static.dtype == "float64" else 4
+    w = spec.arch.widths
+    n_params = sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+    slots = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}[spec.static.optimizer]
+    train_bytes = item * (n_params * (2 + slots) + 3 * spec.batch * sum(w))
+    eval_bytes = item * (n_params + 3 * max(spec.n_train, spec.n_val) * sum(w))
+    per_dev = max(1, chunk // max(ndev, 1))
+
+    def fit(nbytes):
+        k = budget // max(nbytes, 1)
+        if k >= per_dev:
+            return 0
+        return _largest_divisor_at_most(per_dev, k)
+
+    return fit(train_bytes), fit(eval_bytes)
+
+
+def cpu_options(spec: ProgramSpec, platform: str) -> dict[str, Any]:
+    """Per-program XLA options. For networks no wider than TINY_WIDTH on a CPU, XLA's experimental
+    YNNPACK fusions (jaxlib 0.10 hands small reductions and products to them) are turned off: the
+    document-1 model trained 1.6x faster without them, while 64-wide nets ran 1.4x slower (and 5x
+    slower with none). JAXFIT_TINY_OPTIONS=0 in the environment turns this off."""
+    if (platform != "cpu" or max(spec.arch.widths) > TINY_WIDTH
+            or os.environ.get("JAXFIT_TINY_OPTIONS", "1").strip() == "0"):
+        return {}
+    return {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+_rejected_options: set = set()  # option names this jaxlib did not accept (compiled without them)
+
+
+def _program_key(spec: ProgramSpec, chunk: int, flags: dict):
+    devices = jax.devices()
+    platform = devices[0].platform
+    blocks = block_sizes(spec, chunk, len(devices), platform)
+    options = {k: v for k, v in cpu_options(spec, platform).items() if k not in _rejected_options}
+    key = (spec, chunk, flags["with_params"], flags["with_state"], flags["with_order"], flags["precision"],
+           tuple(devices), jax.config.jax_enable_x64, blocks, tuple(sorted(options.items())))
+    return key, blocks, options, len(devices)
+
+
+def _build(spec: ProgramSpec, chunk: int, args, flags: dict, key, blocks, options, ndev):
+    """Lower and compile one program; returns (compiled, seconds)."""
+    program = make_program(spec, with_params=flags["with_params"], with_state=flags["with_state"],
+                           with_order=flags["with_order"], progress=_progress_cb, train_block=blocks[0],
+                           eval_block=blocks[1], groups=ndev if chunk % ndev == 0 else 1)
+    t0 = time.perf_counter()
+    with jax.default_matmul_precision(flags["precision"]):
+        lowered = jax.jit(program).lower(*args)
+        try:
+            compiled = lowered.compile(compiler_options=options) if options else lowered.compile()
+        except Exception:  # an XLA without these (experimental) options: compile without them
+            if not options:
+                raise
+            _rejected_options.update(options)
+            compiled = lowered.compile()
+    dt = time.perf_counter() - t0
+    with _lock:
+        _stats["compiles"] += 1
+        _stats["compile_s"] += dt
+        _compiled[key] = compiled
+    return compiled, dt
+
+
+def _start_compile(pool, spec: ProgramSpec, chunk: int, args, **flags) -> None:
+    """Compile a program in `pool`'s threads (XLA compiles without holding the GIL), unless it is
+    compiled or under way already; `_compile` then waits for it instead of compiling again."""
+    key, blocks, options, ndev = _program_key(spec, chunk, flags)
+    with _lock:
+        if key in _compiled or key in _pending:
+            return
+        _pending[key] = pool.submit(_build, spec, chunk, args, flags, key, blocks, options, ndev)
+
+
 def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_state: bool, with_order: bool,
              precision: str = "highest"):
-    key = (spec, chunk, with_params, with_state, with_order, precision, tuple(jax.devices()),
-           jax.config.jax_enable_x64)
-    hit = _compiled.get(key)
+    """(compiled program, compile seconds, whether it came from this process's cache). A program
+    compiled ahead in a thread (`_start_compile`) reports its own compile time, not the wait."""
+    flags = dict(with_params=with_params, with_state=with_state, with_order=with_order, precision=precision)
+    key, blocks, options, ndev = _program_key(spec, chunk, flags)
+    with _lock:
+        hit = _compiled.get(key)
+        fut = _pending.get(key)
+    if fut is not None:
+        try:
+            compiled, dt = fut.result()
+        finally:
+            with _lock:
+                _pending.pop(key, None)
+        return compiled, dt, False
     if hit is not None:
         return hit, 0.0, True
-    program = make_program(spec, with_params=with_params, with_state=with_state, with_order=with_order,
-                           progress=_progress_cb)
-    t0 = time.perf_counter()
-    with jax.default_matmul_precision(precision):
-        compiled = jax.jit(program).lower(*args).compile()
-    dt = time.perf_counter() - t0
-    _stats["compiles"] += 1
-    _stats["compile_s"] += dt
-    _compiled[key] = compiled
+    compiled, dt = _build(spec, chunk, args, flags, key, blocks, options, ndev)
     return compiled, dt, False
 
 
@@ -263,13 +384,28 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     ndev = len(jax.devices())
     total_epochs = sum(len(b.members) * b.spec.static.epochs for b in buckets)
     bar = _make_bar(progress, total_epochs)
+    flags = dict(with_params=params is not None, with_state=model_states is not None,
+                 with_order=batch_orders is not None, precision=matmul_precision)
+    pool = None
     try:
+        threads = compile_threads()
+        if len(buckets) > 1 and threads > 1:
+            # Compile every bucket's program ahead, as many at a time as there are cores: XLA compiles
+            # without the GIL, and a sweep of small nets spends most of its time compiling.
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(len(buckets), threads),
+                                                         thread_name_prefix="jaxfit-compile")
+            for b in buckets:
+                size = _initial_chunk(b, chunk_size, budget, ndev)
+                chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
+                if store is not None and all(os.path.exists(store._file(store.key(data.fingerprint(), [configs[i] for i in c])))
+                                             for c in chunks):
+                    continue  # all of it is checkpointed already: nothing to compile
+                _start_compile(pool, b.spec, size, _abstract_args(data, configs, b.spec, size, b.members[:size],
+                                                                  lrs_all, params, model_states, batch_orders),
+                               **flags)
         for b in buckets:
             spec = b.spec
-            per = estimate_bytes_per_config(spec)
-            size = chunk_size or max(1, min(len(b.members), budget // max(per, 1)))
-            if chunk_size is None and ndev > 1 and size >= ndev:
-                size = math.ceil(size / ndev) * ndev  # shard the chunk evenly (pad <= ndev - 1 configs)
+            size = _initial_chunk(b, chunk_size, budget, ndev)
             plan = None
             while True:
                 chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
@@ -284,7 +420,51 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            with _lock:
+                for k in [k for k, f in _pending.items() if f.done()]:
+                    del _pending[k]
     return out
+
+
+def compile_threads() -> int:
+    """Programs a sweep compiles at once: the cores this process may use, or JAXFIT_COMPILE_THREADS
+    (1: one after the other, each when its bucket's turn comes)."""
+    env = os.environ.get("JAXFIT_COMPILE_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"JAXFIT_COMPILE_THREADS={env!r} is invalid: use a positive integer")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _initial_chunk(b, chunk_size: int | None, budget: int, ndev: int) -> int:
+    """Configs per chunk of a bucket before XLA's memory analysis has had its say."""
+    size = chunk_size or max(1, min(len(b.members), budget // max(estimate_bytes_per_config(b.spec), 1)))
+    if chunk_size is None and ndev > 1 and size >= ndev:
+        size = math.ceil(size / ndev) * ndev  # shard the chunk evenly (pad <= ndev - 1 configs)
+    return size
+
+
+def _abstract_args(data, configs, spec, size, members, lrs_all, params, model_states, batch_orders):
+    """The program arguments of a chunk as shapes, dtypes and shardings (enough to compile it)."""
+    sharded, replicated = _mesh_sharding(size)
+    args = _chunk_args(configs, members, spec, size, lrs_all, params, model_states, batch_orders)
+    d = spec.static.dtype
+    shapes = Data((data.n_train, data.num_features), (data.n_train,), (data.n_val, data.num_features), (data.n_val,))
+    dtypes = Data(d, np.int32, d, np.int32)
+    dev_data = Data(*(jax.ShapeDtypeStruct(sh, dt, sharding=replicated) for sh, dt in zip(shapes, dtypes)))
+    sds = [jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=sharded), x)
+           for x in args]
+    return (*sds[:2], dev_data, *sds[2:])
 
 
 def _make_bar(progress, total):

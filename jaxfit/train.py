@@ -91,8 +91,12 @@ def default_batch_order(spec: ProgramSpec, key: jax.Array, epoch) -> jax.Array:
 
 
 def _keys(seed):
+    """[fold_in(PRNGKey(seed), k) for k in (KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT)], computed as one
+    vmapped fold_in: the same keys from one threefry call site instead of three (each site costs
+    compile time)."""
     key = jax.random.PRNGKey(seed)
-    return [jax.random.fold_in(key, k) for k in (KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT)]
+    keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.array([KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT]))
+    return list(keys)
 
 
 def init_state(spec: ProgramSpec, hp, data: Data, params=None, model_state=None) -> TrainState:
@@ -117,51 +121,105 @@ def evaluate(spec: ProgramSpec, params, model_state, x, y):
             jnp.mean(losses.correct(out, y, spec.static.output)))
 
 
-def epoch(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
-    """One epoch of one config: every step, then the end-of-epoch evaluation.
+def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
+    """Every optimizer step of one epoch of one config.
 
     `lr` is this epoch's learning rate; `order` [steps, batch] the batch indices (-1 pads), or None
-    to draw them from the config's shuffle key. Returns (new state, {metric: scalar}).
+    to draw them from the config's shuffle key. Returns (new state, {train_loss, last_batch_loss}).
     """
     arch, static = spec.arch, spec.static
     _, k_shuffle, k_dropout = _keys(hp.seed)
+    # Without an explicit order and with a batch size that divides the training split, no batch is
+    # padded: the masking is left out of the program (statically), which saves work in every step.
+    padded = order is not None or spec.n_train % spec.batch != 0
     if order is None:
         order = default_batch_order(spec, k_shuffle, epoch_idx)
     opt = optim.make(static.optimizer, hp, static.nesterov)
     loss_fn = losses.LOSSES[static.loss]
 
     def batch_loss(params, model_state, idx, step):
-        mask = idx >= 0
-        safe = jnp.where(mask, idx, 0)
+        if padded:
+            mask = idx >= 0
+            safe = jnp.where(mask, idx, 0)
+        else:
+            mask, safe = None, idx
         x, y = data.x_train[safe], data.y_train[safe]
+        dkey = jax.random.fold_in(k_dropout, step) if arch.use_dropout else None
         out, new_state = layers.apply(arch, params, model_state, x, train=True, mask=mask,
-                                      dropout_rate=hp.dropout, dropout_key=jax.random.fold_in(k_dropout, step))
-        return losses.masked_mean(loss_fn(out, y), mask), new_state
+                                      dropout_rate=hp.dropout, dropout_key=dkey)
+        per_example = loss_fn(out, y)
+        loss = losses.masked_mean(per_example, mask) if padded else jnp.mean(per_example)
+        return loss, new_state
 
     grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
 
     def step_fn(ts: TrainState, idx):
         (loss, new_model_state), grads = grad_fn(ts.params, ts.model_state, idx, ts.step)
         params, opt_state = opt.step(grads, ts.opt_state, ts.params, lr)
-        count = jnp.sum(idx >= 0).astype(loss.dtype)
+        count = jnp.sum(idx >= 0).astype(loss.dtype) if padded else None
         return TrainState(params, new_model_state, opt_state, ts.step + 1), (loss, count)
 
     ts, (batch_losses, counts) = lax.scan(step_fn, ts, order)
-    full_loss, train_acc = evaluate(spec, ts.params, ts.model_state, data.x_train, data.y_train)
-    val_loss, val_acc = evaluate(spec, ts.params, ts.model_state, data.x_val, data.y_val)
-    metrics = {
-        "train_loss": jnp.sum(batch_losses * counts) / jnp.sum(counts),
-        "last_batch_loss": batch_losses[-1],
-        "full_train_loss": full_loss,
-        "train_acc": train_acc,
-        "val_loss": val_loss,
-        "val_acc": val_acc,
-    }
-    return ts, metrics
+    train_loss = jnp.sum(batch_losses * counts) / jnp.sum(counts) if padded else jnp.mean(batch_losses)
+    return ts, {"train_loss": train_loss, "last_batch_loss": batch_losses[-1]}
+
+
+def eval_metrics(spec: ProgramSpec, params, model_state, data: Data) -> dict:
+    """The end-of-epoch evaluation of one config: eval-mode loss and accuracy on both splits, from
+    one forward pass over the training rows followed by the validation rows (in eval mode every row
+    is independent, so this is the same as one pass per split, with half the program to compile)."""
+    n = spec.n_train
+    if data.x_val.shape[0] == 0:
+        full_loss, train_acc = evaluate(spec, params, model_state, data.x_train, data.y_train)
+        nan = jnp.full([], jnp.nan, data.x_train.dtype)
+        return {"full_train_loss": full_loss, "train_acc": train_acc, "val_loss": nan, "val_acc": nan}
+    x = jnp.concatenate([data.x_train, data.x_val])
+    y = jnp.concatenate([data.y_train, data.y_val])
+    out, _ = layers.apply(spec.arch, params, model_state, x, train=False)
+    loss = losses.LOSSES[spec.static.loss](out, y)
+    right = losses.correct(out, y, spec.static.output)
+    return {"full_train_loss": jnp.mean(loss[:n]), "train_acc": jnp.mean(right[:n]),
+            "val_loss": jnp.mean(loss[n:]), "val_acc": jnp.mean(right[n:])}
+
+
+def epoch(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
+    """One epoch of one config: every step (`train_steps`), then the evaluation (`eval_metrics`).
+    Returns (new state, {metric: scalar}) with every name of METRICS."""
+    ts, m = train_steps(spec, hp, lr, data, ts, epoch_idx, order)
+    return ts, {**m, **eval_metrics(spec, ts.params, ts.model_state, data)}
+
+
+def blocked_vmap(f, block: int, groups: int = 1):
+    """`jax.vmap(f)` over the leading (config) axis, run `block` configs per group at a time with
+    `lax.map`.
+
+    On a CPU a block whose working set (parameters, optimizer state, activations) fits in the
+    core's cache trains faster than all configs at once, whose state streams through memory every
+    step (benchmarks/README.md). The n configs are split into `groups` contiguous ranges (one per
+    device when the config axis is sharded over devices: each device then loops over its own range,
+    with no communication) of n / groups configs, each run `block` at a time: a reshape of every
+    leaf to [groups, n / (groups * block), block, ...], which moves no data. `block` <= 0, or a block
+    covering a whole group, is plain vmap; otherwise `groups * block` must divide n.
+    """
+    vf = jax.vmap(f)
+
+    def run(*args):
+        n = jax.tree_util.tree_leaves(args)[0].shape[0]
+        if block <= 0 or block * groups >= n:
+            return vf(*args)
+        if n % (groups * block):
+            raise ValueError(f"{groups} group(s) of blocks of {block} do not divide the {n} configs of the chunk")
+        nb = n // (groups * block)
+        split = jax.tree_util.tree_map(lambda a: a.reshape(groups, nb, block, *a.shape[1:]), args)
+        out = jax.vmap(lambda g: lax.map(lambda a: vf(*a), g))(split)
+        return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
+
+    return run
 
 
 def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bool = False,
-                 with_order: bool = False, progress=None):
+                 with_order: bool = False, progress=None, train_block: int = 0, eval_block: int = 0,
+                 groups: int = 1):
     """The batched program for one bucket.
 
     Returns `run(hp, lrs, data, [params], [model_state], [order]) -> (final TrainState, metrics)`
@@ -169,6 +227,10 @@ def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bo
     `with_params`) and `model_state` (when `with_state`; else fresh) too, and `order`
     [n, epochs, steps, batch] (when `with_order`). Metrics come
     back as {name: [epochs, n]}. `progress(epoch)` (optional) is called on the host after each epoch.
+    `train_block` / `eval_block`: configs per `lax.map` iteration and group (`groups`: the devices
+    the config axis is sharded over) of the training steps and of the evaluation (`blocked_vmap`;
+    0: all at once). They change the speed, not the numbers (beyond
+    the last-bit differences any change of XLA's kernels can make).
     """
     def run(hp, lrs, data, *extra):
         extra = list(extra)
@@ -184,11 +246,11 @@ def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bo
 
         def body(ts, e):
             lr_e = lrs[:, e]
-            if with_order:
-                o = lax.dynamic_index_in_dim(order, e, axis=1, keepdims=False)
-                ts, m = jax.vmap(lambda h, lr, t, oo: epoch(spec, h, lr, data, t, e, oo))(hp, lr_e, ts, o)
-            else:
-                ts, m = jax.vmap(lambda h, lr, t: epoch(spec, h, lr, data, t, e))(hp, lr_e, ts)
+            o = lax.dynamic_index_in_dim(order, e, axis=1, keepdims=False) if with_order else None
+            ts, m = blocked_vmap(lambda h, lr, t, oo: train_steps(spec, h, lr, data, t, e, oo),
+                                 train_block, groups)(hp, lr_e, ts, o)
+            m.update(blocked_vmap(lambda p, s: eval_metrics(spec, p, s, data), eval_block, groups)(
+                ts.params, ts.model_state))
             if progress is not None:
                 jax.debug.callback(progress, e)
             return ts, m

@@ -219,3 +219,25 @@ def test_matmul_precision_is_checked_and_recorded(sum_bin_small):
         jaxfit.sweep(sum_bin_small, [Config(hidden=(4,), epochs=1)], matmul_precision="fast")
     r = jaxfit.sweep(sum_bin_small, [Config(hidden=(4,), epochs=1)])
     assert r.meta["matmul_precision"] == "highest"
+
+
+def test_programs_compiled_ahead_in_threads_match_one_at_a_time(sum_bin_small, monkeypatch):
+    """Several buckets: compiled concurrently in threads (JAXFIT_COMPILE_THREADS=3) or one after the
+    other (=1), each program is compiled once, reports its own compile time, and trains the same."""
+    cfgs = jaxfit.grid(hidden=[(8,), (12,), (16, 16)], optimizer=["sgd", "adam"], lr=0.05, seed=range(2), epochs=2,
+                       batch_size=16)
+    out = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("JAXFIT_COMPILE_THREADS", threads)
+        engine.clear_cache()
+        c0 = engine.compile_count()
+        r = jaxfit.sweep(sum_bin_small, cfgs)
+        assert engine.compile_count() - c0 == len(r.meta["plans"]) == 6
+        assert all(p["compile_s"] > 0 and not p["cached"] for p in r.meta["plans"])
+        assert not engine._pending  # nothing left behind
+        out[threads] = r
+    np.testing.assert_array_equal(out["3"].curves["train_loss"], out["1"].curves["train_loss"])
+    np.testing.assert_array_equal(out["3"].params(5)["dense"][0]["w"], out["1"].params(5)["dense"][0]["w"])
+    monkeypatch.setenv("JAXFIT_COMPILE_THREADS", "zero")
+    with pytest.raises(ValueError, match="JAXFIT_COMPILE_THREADS='zero' is invalid"):
+        jaxfit.sweep(sum_bin_small, cfgs)

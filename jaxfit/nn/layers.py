@@ -80,12 +80,10 @@ class Arch(NamedTuple):
 
 
 def init(arch: Arch, key: jax.Array, dtype, *, fourier_scale=1.0, x_train=None) -> tuple[dict, dict]:
-    """Fresh (params, state) for one network. `key` is the config's init key."""
-    k_dense, k_fourier = jax.random.split(key)
-    widths = arch.widths
-    keys = jax.random.split(k_dense, len(widths) - 1)
-    params: dict = {"dense": [_init.dense(k, i, o, arch.init, dtype)
-                              for k, i, o in zip(keys, widths[:-1], widths[1:])]}
+    """Fresh (params, state) for one network. `key` is the config's init key: the linear layers draw
+    from it directly (one draw for the whole network, `init.dense_layers`), the Fourier matrix from
+    `fold_in(key, 1)`."""
+    params: dict = {"dense": _init.dense_layers(key, arch.widths, arch.init, dtype)}
     state: dict = {}
     if arch.batchnorm:
         params["bn"] = [_bn_params(h, dtype) for h in arch.hidden]
@@ -100,7 +98,7 @@ def init(arch: Arch, key: jax.Array, dtype, *, fourier_scale=1.0, x_train=None) 
         state["norm_mean"] = mean
         state["norm_std"] = jnp.where(std > 0, std, jnp.ones_like(std))
     if arch.encoding == "fourier":
-        b = jax.random.normal(k_fourier, (arch.fourier_features, arch.num_features), dtype)
+        b = jax.random.normal(jax.random.fold_in(key, 1), (arch.fourier_features, arch.num_features), dtype)
         state["fourier"] = b * jnp.asarray(fourier_scale, dtype)
     return params, state
 
