@@ -198,7 +198,7 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
     return k
 
 
-def block_sizes(spec: ProgramSpec, chunk: int, ndev: int, platform: str) -> tuple[int, int]:
+def block_sizes(spec: ProgramSpec, chunk: int, groups: int, platform: str) -> tuple[int, int]:
     """(train_block, eval_block) for `make_program`: configs per `lax.map` iteration on each device,
     chosen so a block (its parameters, gradients and optimizer state and one batch's
     activations; for the evaluation, one split's activations) fits in a core's L2 cache
@@ -214,7 +214,7 @@ def block_sizes(spec: ProgramSpec, chunk: int, ndev: int, platform: str) -> tupl
     slots = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}[spec.static.optimizer]
     train_bytes = item * (n_params * (2 + slots) + 3 * spec.batch * sum(w))
     eval_bytes = item * (n_params + 3 * max(spec.n_train, spec.n_val) * sum(w))
-    per_dev = max(1, chunk // max(ndev, 1))
+    per_dev = max(1, chunk // max(groups, 1))  # configs of one device (a group, see blocked_vmap)
 
     def fit(nbytes):
         k = budget // max(nbytes, 1)
@@ -242,18 +242,19 @@ _rejected_options: set = set()  # option names this jaxlib did not accept (compi
 def _program_key(spec: ProgramSpec, chunk: int, flags: dict):
     devices = jax.devices()
     platform = devices[0].platform
-    blocks = block_sizes(spec, chunk, len(devices), platform)
+    groups = len(devices) if chunk % len(devices) == 0 else 1  # sharded over the devices (_mesh_sharding)
+    blocks = block_sizes(spec, chunk, groups, platform)
     options = {k: v for k, v in cpu_options(spec, platform).items() if k not in _rejected_options}
     key = (spec, chunk, flags["with_params"], flags["with_state"], flags["with_order"], flags["precision"],
            tuple(devices), jax.config.jax_enable_x64, blocks, tuple(sorted(options.items())))
-    return key, blocks, options, len(devices)
+    return key, blocks, options, groups
 
 
-def _build(spec: ProgramSpec, chunk: int, args, flags: dict, key, blocks, options, ndev):
+def _build(spec: ProgramSpec, chunk: int, args, flags: dict, key, blocks, options, groups):
     """Lower and compile one program; returns (compiled, seconds)."""
     program = make_program(spec, with_params=flags["with_params"], with_state=flags["with_state"],
                            with_order=flags["with_order"], progress=_progress_cb, train_block=blocks[0],
-                           eval_block=blocks[1], groups=ndev if chunk % ndev == 0 else 1)
+                           eval_block=blocks[1], groups=groups)
     t0 = time.perf_counter()
     with jax.default_matmul_precision(flags["precision"]):
         lowered = jax.jit(program).lower(*args)
@@ -275,11 +276,11 @@ def _build(spec: ProgramSpec, chunk: int, args, flags: dict, key, blocks, option
 def _start_compile(pool, spec: ProgramSpec, chunk: int, args, **flags) -> None:
     """Compile a program in `pool`'s threads (XLA compiles without holding the GIL), unless it is
     compiled or under way already; `_compile` then waits for it instead of compiling again."""
-    key, blocks, options, ndev = _program_key(spec, chunk, flags)
+    key, blocks, options, groups = _program_key(spec, chunk, flags)
     with _lock:
         if key in _compiled or key in _pending:
             return
-        _pending[key] = pool.submit(_build, spec, chunk, args, flags, key, blocks, options, ndev)
+        _pending[key] = pool.submit(_build, spec, chunk, args, flags, key, blocks, options, groups)
 
 
 def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_state: bool, with_order: bool,
@@ -287,7 +288,7 @@ def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_sta
     """(compiled program, compile seconds, whether it came from this process's cache). A program
     compiled ahead in a thread (`_start_compile`) reports its own compile time, not the wait."""
     flags = dict(with_params=with_params, with_state=with_state, with_order=with_order, precision=precision)
-    key, blocks, options, ndev = _program_key(spec, chunk, flags)
+    key, blocks, options, groups = _program_key(spec, chunk, flags)
     with _lock:
         hit = _compiled.get(key)
         fut = _pending.get(key)
@@ -300,7 +301,7 @@ def _compile(spec: ProgramSpec, chunk: int, args, *, with_params: bool, with_sta
         return compiled, dt, False
     if hit is not None:
         return hit, 0.0, True
-    compiled, dt = _build(spec, chunk, args, flags, key, blocks, options, ndev)
+    compiled, dt = _build(spec, chunk, args, flags, key, blocks, options, groups)
     return compiled, dt, False
 
 

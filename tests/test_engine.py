@@ -241,3 +241,18 @@ def test_programs_compiled_ahead_in_threads_match_one_at_a_time(sum_bin_small, m
     monkeypatch.setenv("JAXFIT_COMPILE_THREADS", "zero")
     with pytest.raises(ValueError, match="JAXFIT_COMPILE_THREADS='zero' is invalid"):
         jaxfit.sweep(sum_bin_small, cfgs)
+
+
+def test_cache_blocking_with_a_chunk_the_devices_do_not_divide(sum_bin_small):
+    """21 configs of a net big enough to be blocked (2-64-64-3, Adam): the chunk is not sharded (21
+    is odd), the configs run 7 (or 3) at a time, and the numbers are those of configs trained alone."""
+    cfgs = [Config(hidden=(64, 64), optimizer="adam", lr=1e-3, batch_size=16, epochs=2, seed=s, dtype="float64")
+            for s in range(21)]
+    spec = engine.plan_buckets(sum_bin_small, cfgs)[0].spec
+    train_block, _ = engine.block_sizes(spec, 21, 1, "cpu")
+    assert train_block in (1, 3, 7), train_block  # blocked, by a divisor of 21
+    together = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=21)
+    alone = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=1)
+    for m in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(together.curves[m], alone.curves[m], rtol=0, atol=1e-10, err_msg=m)
+    np.testing.assert_allclose(together.params(20)["dense"][1]["w"], alone.params(20)["dense"][1]["w"], rtol=0, atol=1e-9)
