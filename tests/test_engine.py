@@ -224,7 +224,7 @@ def test_matmul_precision_is_checked_and_recorded(sum_bin_small):
 def test_programs_compiled_ahead_in_threads_match_one_at_a_time(sum_bin_small, monkeypatch):
     """Several buckets: compiled concurrently in threads (JAXFIT_COMPILE_THREADS=3) or one after the
     other (=1), each program is compiled once, reports its own compile time, and trains the same."""
-    cfgs = jaxfit.grid(hidden=[(8,), (12,), (16, 16)], optimizer=["sgd", "adam"], lr=0.05, seed=range(2), epochs=2,
+    cfgs = jaxfit.grid(hidden=[(8,), (12,)], optimizer=["sgd", "adam"], lr=0.05, seed=range(2), epochs=2,
                        batch_size=16)
     out = {}
     for threads in ("1", "3"):
@@ -232,7 +232,7 @@ def test_programs_compiled_ahead_in_threads_match_one_at_a_time(sum_bin_small, m
         engine.clear_cache()
         c0 = engine.compile_count()
         r = jaxfit.sweep(sum_bin_small, cfgs)
-        assert engine.compile_count() - c0 == len(r.meta["plans"]) == 6
+        assert engine.compile_count() - c0 == len(r.meta["plans"]) == 4
         assert all(p["compile_s"] > 0 and not p["cached"] for p in r.meta["plans"])
         assert not engine._pending  # nothing left behind
         out[threads] = r
