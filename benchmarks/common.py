@@ -7,7 +7,7 @@ Throughput is model-steps per second summed over the networks trained at once.
 
 from __future__ import annotations
 
-from jaxfit.results import cpu_name as _cpu_name
+from jaxfit.results import cpu_name as _cpu_name, git_commit
 import ctypes
 import datetime as _dt
 import gc
@@ -17,7 +17,6 @@ import platform
 import re
 import resource
 import statistics
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -369,16 +368,9 @@ def versions() -> dict[str, Any]:
         v["torch"] = torch.__version__
     except Exception:
         pass
-    try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5)
-        if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            v["git"] = out.stdout.strip() + ("-dirty" if dirty else "")
-    except Exception:
-        pass
+    commit = git_commit()
+    if commit:
+        v["git"] = commit
     v["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
     return v
 

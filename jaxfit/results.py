@@ -272,6 +272,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def git_commit() -> str | None:
+    """The checkout's short commit (with "-dirty" when tracked files are modified), or None."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except Exception:
+        return None
+
+
 def environment() -> dict[str, Any]:
     import jax
 

@@ -32,7 +32,7 @@ Measured numbers and the circles setting found: parity_tests/results/DOCUMENTS.m
 
 from __future__ import annotations
 
-from jaxfit.results import cpu_name as _cpu_name
+from jaxfit.results import cpu_name as _cpu_name, git_commit
 import datetime
 import json
 import math
@@ -267,6 +267,7 @@ def write_results(name: str, payload: dict) -> str:
                     "cpu_count": os.cpu_count(), "jax_devices": [str(d) for d in jax.devices()]},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "numpy": np.__version__},
+        "git": git_commit(),
     }
     suffix = "" if len(SLOW_TORCH_SEEDS) == 32 else f"_seeds{len(SLOW_TORCH_SEEDS)}"
     path = os.path.join(RESULTS, f"documents_{name}{suffix}.json")
