@@ -6,13 +6,14 @@ devices about double the throughput of a sweep (benchmarks/). Opt out with JAXFI
 set the count, e.g. JAXFIT_HOST_DEVICES=4); an XLA_FLAGS that already names a host device count
 is left alone. Only the CPU platform is affected: accelerators are not host devices.
 
-Small while loops as one kernel: `xla_cpu_small_while_loop_byte_threshold` (an XLA:CPU backend
-option) lets XLA compile a training loop whose buffers are under the threshold into one kernel
-instead of running each step's operations one by one: document 1's model (batch 1) trained 2x
-faster at N=1 with it, and bigger models were unchanged (benchmarks/README.md). The option is a
-key of `--xla_backend_extra_options`, which XLA looks up by name, so a jaxlib that does not know it
-ignores it. Set only when XLA_FLAGS names no backend extra options of its own; opt out with
-JAXFIT_SMALL_LOOPS=0.
+Small while loops as one kernel (opt-in, JAXFIT_SMALL_LOOPS=1): `xla_cpu_small_while_loop_byte_threshold`
+(an XLA:CPU backend option) lets XLA compile a training loop whose buffers are under the threshold
+into one kernel instead of running each step's operations one by one. With one host device it made
+document 1's model 2x faster at N=1; with one host device per core (the default) it made every case
+of benchmarks/ablation.py slower or no faster (W1 N=1024 by 17%, W2 N=16 by 23%), so it is off
+unless asked for. The option is a key of `--xla_backend_extra_options`, which XLA looks up by name
+(a jaxlib that does not know it ignores it), and is only added when XLA_FLAGS names no backend
+extra options of its own.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def configure() -> bool:
         n = host_device_count()
         if n > 1:
             new = f"{new} {FLAG}={n}"
-    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "1").strip() != "0":
+    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "0").strip() == "1":
         new = f"{new} {EXTRA}={SMALL_LOOPS}"
     if new == flags:
         return False
