@@ -6,14 +6,16 @@ devices about double the throughput of a sweep (benchmarks/). Opt out with JAXFI
 set the count, e.g. JAXFIT_HOST_DEVICES=4); an XLA_FLAGS that already names a host device count
 is left alone. Only the CPU platform is affected: accelerators are not host devices.
 
-Small while loops as one kernel (opt-in, JAXFIT_SMALL_LOOPS=1): `xla_cpu_small_while_loop_byte_threshold`
-(an XLA:CPU backend option) lets XLA compile a training loop whose buffers are under the threshold
-into one kernel instead of running each step's operations one by one. With one host device it made
-document 1's model 2x faster at N=1; with one host device per core (the default) it made every case
-of benchmarks/ablation.py slower or no faster (W1 N=1024 by 17%, W2 N=16 by 23%), so it is off
-unless asked for. The option is a key of `--xla_backend_extra_options`, which XLA looks up by name
-(a jaxlib that does not know it ignores it), and is only added when XLA_FLAGS names no backend
-extra options of its own.
+Small while loops as one kernel: `xla_cpu_small_while_loop_byte_threshold` (an XLA:CPU backend
+option) lets XLA compile a training loop whose buffers are under the threshold into one kernel
+instead of running each step's operations one by one. Measured with the full benchmark both ways on
+this project's 2-core CPU (benchmarks/results/throughput-cpu2-2026-11-23*.json): with it, document
+1's model trained 1.4x faster at N=1024 (44.7 M vs 31.5 M model-steps/s) and the 2-64-64-3 net 1.1x
+(61.4 k vs 54.9 k), while the 2-512-512-512-3 net was 1.3x slower (88 vs 116 at N=1), whose big
+products XLA then runs inside the loop kernel; a 1-epoch ablation (benchmarks/ablation.py) disagreed
+for the small nets. On by default; JAXFIT_SMALL_LOOPS=0 turns it off. The option is a key of
+`--xla_backend_extra_options`, which XLA looks up by name (a jaxlib that does not know it ignores
+it), and is only added when XLA_FLAGS names no backend extra options of its own.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def configure() -> bool:
         n = host_device_count()
         if n > 1:
             new = f"{new} {FLAG}={n}"
-    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "0").strip() == "1":
+    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "1").strip() != "0":
         new = f"{new} {EXTRA}={SMALL_LOOPS}"
     if new == flags:
         return False

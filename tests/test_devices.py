@@ -57,9 +57,9 @@ def _flags_after_import(**env) -> str:
 def test_xla_flags_set_at_import_and_user_flags_respected():
     cores = os.cpu_count() or 1
     flags = _flags_after_import()
-    assert "small_while_loop" not in flags  # opt-in (benchmarks/ablation.py: slower with a device per core)
+    assert "xla_cpu_small_while_loop_byte_threshold=" in flags
     assert (f"--xla_force_host_platform_device_count={cores}" in flags) == (cores > 1)
     assert "device_count" not in _flags_after_import(JAXFIT_HOST_DEVICES="1")
-    assert "xla_cpu_small_while_loop_byte_threshold=" in _flags_after_import(JAXFIT_SMALL_LOOPS="1")
+    assert "small_while_loop" not in _flags_after_import(JAXFIT_SMALL_LOOPS="0")
     mine = "--xla_backend_extra_options=xla_cpu_foo=1 --xla_force_host_platform_device_count=3"
     assert _flags_after_import(XLA_FLAGS=mine) == mine  # the user's own settings are left alone
