@@ -32,14 +32,17 @@ class ChunkStore:
     def _file(self, key: str) -> str:
         return os.path.join(self.path, f"chunk-{key}.npz")
 
+    def has(self, key: str) -> bool:
+        """Whether a chunk with this key is saved (without loading it)."""
+        return os.path.exists(self._file(key))
+
     def get(self, key: str) -> list[dict] | None:
         """The saved per-config outputs [{"metrics", "params", "model_state"}, ...] or None."""
         from .results import _unflatten
 
-        f = self._file(key)
-        if not os.path.exists(f):
+        if not self.has(key):
             return None
-        with np.load(f) as z:
+        with np.load(self._file(key)) as z:
             n = int(z["__n__"])
             per: list[dict[str, dict]] = [{"metrics": {}, "params": {}, "model_state": {}} for _ in range(n)]
             for name in z.files:

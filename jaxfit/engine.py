@@ -242,7 +242,7 @@ _rejected_options: set = set()  # option names this jaxlib did not accept (compi
 def _program_key(spec: ProgramSpec, chunk: int, flags: dict):
     devices = jax.devices()
     platform = devices[0].platform
-    groups = len(devices) if chunk % len(devices) == 0 else 1  # sharded over the devices (_mesh_sharding)
+    groups = len(devices) if _mesh_sharding(chunk)[0] is not None else 1  # one group per device shard
     blocks = block_sizes(spec, chunk, groups, platform)
     options = {k: v for k, v in cpu_options(spec, platform).items() if k not in _rejected_options}
     key = (spec, chunk, flags["with_params"], flags["with_state"], flags["with_order"], flags["precision"],
@@ -397,7 +397,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
             for b in buckets:
                 size = _initial_chunk(b, chunk_size, budget, ndev)
                 chunks = [b.members[k:k + size] for k in range(0, len(b.members), size)]
-                if store is not None and all(os.path.exists(store._file(store.key(data.fingerprint(), [configs[i] for i in c])))
+                if store is not None and all(store.has(store.key(data.fingerprint(), [configs[i] for i in c]))
                                              for c in chunks):
                     continue  # all of it is checkpointed already: nothing to compile
                 _start_compile(pool, b.spec, size, _abstract_args(data, configs, b.spec, size, b.members[:size],
@@ -412,7 +412,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                 plan = ChunkPlan(b.index, size, chunks)
                 ok = _run_bucket(data, configs, spec, plan, lrs_all, params, model_states, batch_orders,
                                  out, bar, budget, fixed=chunk_size is not None, on_chunk=on_chunk,
-                                 store=store, precision=matmul_precision)
+                                 store=store, flags=flags)
                 if ok:
                     break
                 size = max(1, size // 2)  # XLA says the chunk does not fit: halve and recompile
@@ -502,13 +502,13 @@ def _chunk_args(configs, members, spec, size, lrs_all, params, model_states, bat
 
 
 def _run_bucket(data, configs, spec, plan: ChunkPlan, lrs_all, params, model_states, batch_orders, out,
-                bar, budget, *, fixed: bool, on_chunk, store=None, precision: str = "highest") -> bool:
+                bar, budget, *, fixed: bool, on_chunk, store=None, flags: dict) -> bool:
+    """Train one bucket's chunks; `flags` are `_compile`'s keywords. False when the first chunk's
+    program is over the memory budget (the caller halves the chunk)."""
     size = plan.chunk_size
     epochs = spec.static.epochs
     sharded, replicated = _mesh_sharding(size)
     dev_data = None
-    flags = dict(with_params=params is not None, with_state=model_states is not None,
-                 with_order=batch_orders is not None, precision=precision)
     first = True
     for ci, members in enumerate(plan.chunks):
         key = store.key(data.fingerprint(), [configs[i] for i in members]) if store is not None else None

@@ -1,7 +1,7 @@
 """The pure training program: `make_program(spec)` -> a function of arrays that jit and vmap take.
 
-One config's run is `init_state` followed by `epochs` applications of `epoch`; the program batches
-configs with `vmap` and loops over epochs with an outer `lax.scan` (so a progress callback fires once
+One config's run is `init_state` followed by `epochs` applications of `train_steps` and
+`eval_metrics`; the program batches configs with `vmap` and loops over epochs with an outer `lax.scan` (so a progress callback fires once
 per epoch for the whole chunk, not once per config), and over the steps of an epoch with an inner
 `lax.scan`. Nothing runs per step in Python; the data stay on the device.
 
@@ -111,16 +111,6 @@ def init_state(spec: ProgramSpec, hp, data: Data, params=None, model_state=None)
     return TrainState(params, model_state, opt.init(params), jnp.zeros([], jnp.int32))
 
 
-def evaluate(spec: ProgramSpec, params, model_state, x, y):
-    """(mean loss, accuracy) in eval mode on a whole split."""
-    if x.shape[0] == 0:
-        nan = jnp.full([], jnp.nan, x.dtype)
-        return nan, nan
-    out, _ = layers.apply(spec.arch, params, model_state, x, train=False)
-    return (jnp.mean(losses.LOSSES[spec.static.loss](out, y)),
-            jnp.mean(losses.correct(out, y, spec.static.output)))
-
-
 def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
     """Every optimizer step of one epoch of one config.
 
@@ -164,29 +154,24 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
     return ts, {"train_loss": train_loss, "last_batch_loss": batch_losses[-1]}
 
 
-def eval_metrics(spec: ProgramSpec, params, model_state, data: Data) -> dict:
-    """The end-of-epoch evaluation of one config: eval-mode loss and accuracy on both splits, from
-    one forward pass over the training rows followed by the validation rows (in eval mode every row
-    is independent, so this is the same as one pass per split, with half the program to compile)."""
+def eval_rows(data: Data):
+    """The rows the evaluation runs on: the training split followed by the validation split (built
+    once per program; in eval mode every row is independent, so one pass serves both splits)."""
+    return jnp.concatenate([data.x_train, data.x_val]), jnp.concatenate([data.y_train, data.y_val])
+
+
+def eval_metrics(spec: ProgramSpec, params, model_state, x, y) -> dict:
+    """The end-of-epoch evaluation of one config on `eval_rows`: eval-mode loss and accuracy on the
+    training split (the first n_train rows) and the validation split (NaN when it is empty)."""
     n = spec.n_train
-    if data.x_val.shape[0] == 0:
-        full_loss, train_acc = evaluate(spec, params, model_state, data.x_train, data.y_train)
-        nan = jnp.full([], jnp.nan, data.x_train.dtype)
-        return {"full_train_loss": full_loss, "train_acc": train_acc, "val_loss": nan, "val_acc": nan}
-    x = jnp.concatenate([data.x_train, data.x_val])
-    y = jnp.concatenate([data.y_train, data.y_val])
     out, _ = layers.apply(spec.arch, params, model_state, x, train=False)
     loss = losses.LOSSES[spec.static.loss](out, y)
     right = losses.correct(out, y, spec.static.output)
-    return {"full_train_loss": jnp.mean(loss[:n]), "train_acc": jnp.mean(right[:n]),
-            "val_loss": jnp.mean(loss[n:]), "val_acc": jnp.mean(right[n:])}
-
-
-def epoch(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
-    """One epoch of one config: every step (`train_steps`), then the evaluation (`eval_metrics`).
-    Returns (new state, {metric: scalar}) with every name of METRICS."""
-    ts, m = train_steps(spec, hp, lr, data, ts, epoch_idx, order)
-    return ts, {**m, **eval_metrics(spec, ts.params, ts.model_state, data)}
+    m = {"full_train_loss": jnp.mean(loss[:n]), "train_acc": jnp.mean(right[:n])}
+    if x.shape[0] == n:
+        nan = jnp.full([], jnp.nan, x.dtype)
+        return {**m, "val_loss": nan, "val_acc": nan}
+    return {**m, "val_loss": jnp.mean(loss[n:]), "val_acc": jnp.mean(right[n:])}
 
 
 def blocked_vmap(f, block: int, groups: int = 1):
@@ -241,6 +226,7 @@ def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bo
             model_state = extra.pop(0)
         if with_order:
             order = extra.pop(0)
+        x_eval, y_eval = eval_rows(data)
         ts0 = jax.vmap(lambda h, p, s: init_state(spec, h, data, p, s),
                        in_axes=(0, 0 if with_params else None, 0 if with_state else None))(hp, params, model_state)
 
@@ -249,7 +235,7 @@ def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bo
             o = lax.dynamic_index_in_dim(order, e, axis=1, keepdims=False) if with_order else None
             ts, m = blocked_vmap(lambda h, lr, t, oo: train_steps(spec, h, lr, data, t, e, oo),
                                  train_block, groups)(hp, lr_e, ts, o)
-            m.update(blocked_vmap(lambda p, s: eval_metrics(spec, p, s, data), eval_block, groups)(
+            m.update(blocked_vmap(lambda p, s: eval_metrics(spec, p, s, x_eval, y_eval), eval_block, groups)(
                 ts.params, ts.model_state))
             if progress is not None:
                 jax.debug.callback(progress, e)
