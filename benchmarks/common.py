@@ -25,7 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 import jaxfit
-from jaxfit import datasets, tasks
+
+jaxfit.configure_host_devices()  # as the command line does: one XLA host device per core
+from jaxfit import datasets, tasks  # noqa: E402
 from jaxfit.config import Config
 
 # ----------------------------------------------------------------------------- workloads
@@ -122,14 +124,13 @@ def step_cost(w: Workload) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from jaxfit.config import hparams, static_key
+    from jaxfit.config import hparams
     from jaxfit.nn import layers, losses, optim
-    from jaxfit.train import ProgramSpec
+    from jaxfit.train import spec_of
 
     c = w.config.replace(dtype="float32")
     data = w.dataset()
-    spec = ProgramSpec(static_key(c), data.n_train, data.n_val, data.num_features, data.num_classes)
-    arch = spec.arch
+    arch = spec_of(c, data.n_train, data.n_val, data.num_features, data.num_classes).arch
     hp = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((), a.dtype), hparams([c], "float32"))
     # Shapes only (lowering needs no values, and eager init would compile every op).
     params, state = jax.eval_shape(lambda k: layers.init(arch, k, jnp.float32), jax.random.PRNGKey(0))

@@ -7,9 +7,11 @@ import time
 from typing import Any, Callable, Sequence
 
 from . import engine
+from .plan import describe as plan_rows
 from .config import Config
 from .datasets import Dataset
 from .results import SweepResult, environment
+from .train import effective_batch
 
 
 def _check_inputs(data, configs) -> None:
@@ -29,7 +31,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           chunk_size: int | None = None, memory_budget: int | None = None,
           progress: bool | Callable[[int, int], None] = False,
           on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
-          matmul_precision: str = "highest") -> SweepResult:
+          matmul_precision: str = "highest", dropout_masks: Sequence[Any] | None = None,
+          fuse: str = "auto", segment: int | None = None, record_steps: bool = False) -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -51,6 +54,16 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         A100/H100-class GPUs JAX's own default may use TF32) or "default" / "tensorfloat32" /
         "bfloat16" to trade exactness for speed on a GPU. The parity suite and `jaxfit parity` use
         "highest".
+      dropout_masks: optional per-config 0/1 keep masks `masks[e][s][k]` [batch, hidden[k]] (rows
+        aligned with `batch_orders`, which they need), replacing the dropout draws: a replay of
+        PyTorch's own masks (torchref.train records them).
+      fuse: "auto" (default: the planner fuses configs of different structure into one program
+        where its cost model says that saves time), "none" (one program per structure) or "all"
+        (one program per static remainder: batch size, shuffle, dtype, output width). The plan,
+        its estimates and the measured times are in `result.meta["plan"]` / `["plans"]`.
+      segment: epochs per call of the compiled program (default: about 1.5 s of estimated work).
+      record_steps: also keep every optimizer step's loss and parameters (`result.step_losses`,
+        `result.step_params`; for short replays: `jaxfit parity --steps`).
     """
     configs = list(configs)
     _check_inputs(data, configs)
@@ -59,43 +72,50 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
     raw = engine.run_sweep(data, configs, params=params, model_states=model_states, batch_orders=batch_orders,
                            chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
                            on_chunk=on_chunk, checkpoint_dir=checkpoint_dir,
-                           matmul_precision=matmul_precision)
+                           matmul_precision=matmul_precision, dropout_masks=dropout_masks, fuse=fuse,
+                           segment=segment, record_steps=record_steps)
     wall = time.perf_counter() - t0
-    plans = raw["plans"]
+    plans = raw.plans
     meta = {
         "dataset": {"name": data.name, "fingerprint": data.fingerprint(), "num_classes": data.num_classes,
                     "num_features": data.num_features, "n_train": data.n_train, "n_val": data.n_val,
                     "meta": data.meta},
-        "plans": [{"bucket": p.bucket, "chunk_size": p.chunk_size, "chunks": p.chunks,
+        "fuse": fuse,
+        "plan": plan_rows(raw.buckets, configs),
+        "plans": [{"bucket": p.bucket, "chunk_size": p.chunk_size, "chunks": p.chunks, "segment": p.segment,
                    "compile_s": p.compile_s, "run_s": p.run_s, "bytes": p.bytes, "cached": p.cached,
-                   "resumed": p.resumed}
+                   "source": p.source, "resumed": p.resumed,
+                   "estimate_compile_s": p.estimate.get("compile_s"), "estimate_run_s": p.estimate.get("run_s")}
                   for p in plans],
         "wall_s": wall,
         "compile_s": sum(p.compile_s for p in plans),
         "run_s": sum(p.run_s for p in plans),
         "compiles": engine.compile_count() - c0,
+        "programs": len(plans),
+        "programs_from_disk": sum(p.source == "disk" for p in plans),
+        "programs_compiled": sum(p.source == "compiled" for p in plans),
         "matmul_precision": matmul_precision,
         "model_steps": model_steps(data, configs),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
     }
-    return SweepResult.from_run(configs, raw, meta)
+    result = SweepResult.from_run(configs, raw, meta)
+    if record_steps:
+        result.step_losses, result.step_params = raw.step_losses, raw.step_params
+    return result
 
 
 def model_steps(data: Dataset, configs: Sequence[Config]) -> int:
     """Optimizer steps summed over configs (the unit of throughput: model-steps per second)."""
-    total = 0
-    for c in configs:
-        b = data.n_train if c.batch_size == 0 else min(c.batch_size, data.n_train)
-        total += c.epochs * -(-data.n_train // b)
-    return total
+    return sum(c.epochs * -(-data.n_train // effective_batch(c.batch_size, data.n_train)) for c in configs)
 
 
 def train(data: Dataset, config: Config, *, params: Any = None, model_state: Any = None,
-          batch_order: Any = None, progress: bool = False, matmul_precision: str = "highest") -> SweepResult:
-    """Train one config (a sweep of one). `params`, `model_state` and `batch_order` replay a given
-    start and batch order (see `sweep`)."""
-    return sweep(data, [config], params=None if params is None else [params],
-                 model_states=None if model_state is None else [model_state],
-                 batch_orders=None if batch_order is None else [batch_order], progress=progress,
-                 matmul_precision=matmul_precision)
+          batch_order: Any = None, dropout_masks: Any = None, progress: bool = False,
+          matmul_precision: str = "highest", record_steps: bool = False) -> SweepResult:
+    """Train one config (a sweep of one). `params`, `model_state`, `batch_order` and
+    `dropout_masks` replay a given start, batch order and dropout (see `sweep`)."""
+    one = lambda v: None if v is None else [v]  # noqa: E731
+    return sweep(data, [config], params=one(params), model_states=one(model_state), batch_orders=one(batch_order),
+                 dropout_masks=one(dropout_masks), progress=progress, matmul_precision=matmul_precision,
+                 record_steps=record_steps)

@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .cpu import configure_host_devices
+
+    configure_host_devices()  # before JAX starts: one XLA host device per core (jaxfit.cpu)
     args, rest = build_parser().parse_known_args(argv)
     if rest and args.func is not cmd_bench:
         build_parser().parse_args(argv)  # the usual "unrecognized arguments" error

@@ -86,7 +86,7 @@ class SweepResult:
         self._table: pd.DataFrame | None = None
 
     @classmethod
-    def from_run(cls, configs, raw: dict, meta: dict) -> "SweepResult":
+    def from_run(cls, configs, raw, meta: dict) -> "SweepResult":
         n = len(configs)
         e = max(c.epochs for c in configs)
         curves = {m: np.full((n, e), np.nan) for m in METRICS}
@@ -181,21 +181,18 @@ class SweepResult:
         """Eval-mode network outputs of config i on x [B, F] (what its `output` layer returns)."""
         import jax
 
-        from .config import static_key
         from .nn import layers
-        from .train import ProgramSpec, num_outputs
+        from .train import num_outputs
 
         c = self.configs[i]
         ds = self.meta["dataset"]
-        arch = ProgramSpec(static_key(c), ds["n_train"], ds["n_val"], ds["num_features"],
-                           num_outputs(c.loss, ds["num_classes"])).arch
+        arch = layers.arch_of(c, ds["num_features"], num_outputs(c.loss, ds["num_classes"]))
         x = np.asarray(x, dtype=c.dtype)
         if x.ndim != 2 or x.shape[1] != ds["num_features"]:
             raise ValueError(f"predict: x must have shape [B, {ds['num_features']}], got {x.shape}")
-        if c.dtype == "float64" and not jax.config.jax_enable_x64:
-            jax.config.update("jax_enable_x64", True)
-        out, _ = layers.apply(arch, self._params[i], self._model_states[i], x, train=False)
-        return np.asarray(out)
+        with jax.enable_x64(c.dtype == "float64"):
+            out, _ = layers.apply(arch, self._params[i], self._model_states[i], x, train=False)
+            return np.asarray(out)
 
     def predict(self, i: int, x) -> np.ndarray:
         """Predicted class of each row of x for config i."""

@@ -1,13 +1,20 @@
-"""The pure training program: `make_program(spec)` -> a function of arrays that jit and vmap take.
+"""The pure training program: `make_segment(spec, epochs)` -> a function of arrays that jit and vmap take.
 
-One config's run is `init_state` followed by `epochs` applications of `train_steps` and
-`eval_metrics`; the program batches configs with `vmap` and loops over epochs with an outer `lax.scan` (so a progress callback fires once
-per epoch for the whole chunk, not once per config), and over the steps of an epoch with an inner
-`lax.scan`. Nothing runs per step in Python; the data stay on the device.
+A run is a host loop over *segments*: one call of the compiled program trains every config of a
+chunk for `epochs` epochs (an outer `lax.scan` over epochs of a `vmap` over configs of an inner
+`lax.scan` over the steps of an epoch) and hands back the training state, which the next call
+continues from. The first call (`first=True`) initialises the state inside the program. Nothing
+inside calls back to the host, so a program can go in JAX's persistent compilation cache, and the
+host loop between segments is where progress, early stopping and mid-run checkpoints live.
+
+One program may train networks of different structure (a fused bucket, see `jaxfit.nn.layers`): the
+per-config `Run` arrays say which depth, widths, activation, output, loss, optimiser, init, input
+normalisation, encoding and epochs each config has. A config whose epochs are done is frozen (no
+update) and its metrics past its end are NaN.
 
 Randomness: each config's key is `PRNGKey(seed)`, split by purpose with `fold_in` (0 init and
 Fourier features, 1 shuffling, 2 dropout), then folded with the epoch (shuffling) or the global step
-(dropout). A config's numbers never depend on its position in the sweep.
+(dropout). A config's numbers never depend on its position in the sweep or on its bucket-mates.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from .config import Static
 from .nn import layers, losses, optim
 
 METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
@@ -42,45 +49,88 @@ class Data(NamedTuple):
 
 
 class TrainState(NamedTuple):
-    params: Any  # pytree, see nn.layers
+    params: Any  # pytree, see nn.layers (the bucket's padded layout)
     model_state: Any  # BatchNorm running stats, fixed encodings and input statistics
-    opt_state: Any
+    opt_state: Any  # optim.OptState
     step: jax.Array  # [] int32: optimizer steps taken
 
 
 class ProgramSpec(NamedTuple):
-    """Everything that fixes one compiled program: the static config plus the data's shapes."""
+    """Everything that fixes one compiled program: the (fused) network, the losses and optimisers
+    present, and what stays static: batch size, shuffling, dtype, the data's shapes, the epochs."""
 
-    static: Static
+    arch: layers.Arch
+    losses: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    batch_size: int
+    shuffle: bool
+    dtype: str
+    epochs: int  # the longest config's
     n_train: int
     n_val: int
-    num_features: int
-    num_outputs: int
 
     @property
     def batch(self) -> int:
-        return self.n_train if self.static.batch_size == 0 else min(self.static.batch_size, self.n_train)
+        return effective_batch(self.batch_size, self.n_train)
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.n_train / self.batch)
 
     @property
-    def arch(self) -> layers.Arch:
-        s = self.static
-        return layers.Arch(self.num_features, self.num_outputs, s.hidden, s.activation, s.output, s.init,
-                           s.input_norm, s.batchnorm, s.use_dropout, s.encoding, s.fourier_features)
+    def num_features(self) -> int:
+        return self.arch.num_features
+
+    @property
+    def num_outputs(self) -> int:
+        return self.arch.num_outputs
+
+    @property
+    def fused(self) -> bool:
+        return self.arch.fused or len(self.losses) > 1 or len(self.optimizers) > 1
+
+
+class Run(NamedTuple):
+    """Per-config arrays of a program (leading config axis): the network's place in the fused Arch
+    and the run's own choices."""
+
+    struct: layers.Struct
+    loss: Any  # [] int32 index into ProgramSpec.losses
+    optimizer: Any  # [] int32 index into ProgramSpec.optimizers
+    nesterov: Any  # [] bool
+    epochs: Any  # [] int32
+    given_params: Any  # [] bool: start from the carry's params (a replay) instead of fresh ones
+    given_state: Any  # [] bool: likewise for the model state
+
+
+def effective_batch(batch_size: int, n: int) -> int:
+    """Rows per optimizer step: the whole split for batch_size 0, else at most the split."""
+    return n if batch_size == 0 else min(batch_size, n)
 
 
 def num_outputs(loss: str, num_classes: int) -> int:
     return 1 if loss in ("bce", "bce_with_logits") else num_classes
 
 
+def spec_of(c, n_train: int, n_val: int, num_features: int, num_classes: int) -> ProgramSpec:
+    """The ProgramSpec of one config alone."""
+    k = num_outputs(c.loss, num_classes)
+    return ProgramSpec(layers.arch_of(c, num_features, k), (c.loss,), (c.optimizer,), c.batch_size,
+                       bool(c.shuffle), c.dtype, c.epochs, n_train, n_val)
+
+
+def run_of(spec: ProgramSpec, c, *, given_params: bool = False, given_state: bool = False) -> Run:
+    """The host arrays of config `c`'s Run in `spec`."""
+    return Run(layers.struct_of(spec.arch, c, spec.dtype), np.int32(spec.losses.index(c.loss)),
+               np.int32(spec.optimizers.index(c.optimizer)), np.bool_(c.nesterov), np.int32(c.epochs),
+               np.bool_(given_params), np.bool_(given_state))
+
+
 def default_batch_order(spec: ProgramSpec, key: jax.Array, epoch) -> jax.Array:
     """[steps, batch] training indices of one epoch; the partial last batch is padded with -1.
     Shuffled with the config's shuffle key folded with the epoch, or in order (DataLoader shuffle=False)."""
     n, b, s = spec.n_train, spec.batch, spec.steps_per_epoch
-    if spec.static.shuffle:
+    if spec.shuffle:
         idx = jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
     else:
         idx = jnp.arange(n, dtype=jnp.int32)
@@ -99,35 +149,52 @@ def _keys(seed):
     return list(keys)
 
 
-def init_state(spec: ProgramSpec, hp, data: Data, params=None, model_state=None) -> TrainState:
-    """One config's starting state; `params` / `model_state` replace the fresh ones when given."""
-    dtype = jnp.dtype(spec.static.dtype)
+def _struct(spec: ProgramSpec, run: Run | None):
+    return run.struct if run is not None and spec.arch.fused else None
+
+
+def init_state(spec: ProgramSpec, hp, data: Data, run: Run, given: TrainState | None = None) -> TrainState:
+    """One config's starting state; where `run.given_params` / `run.given_state`, the params / model
+    state of `given` replace the fresh ones."""
+    dtype = jnp.dtype(spec.dtype)
     k_init, _, _ = _keys(hp.seed)
-    fresh_p, fresh_s = layers.init(spec.arch, k_init, dtype, fourier_scale=hp.fourier_scale,
-                                   x_train=data.x_train)
-    params = fresh_p if params is None else params
-    model_state = fresh_s if model_state is None else model_state
-    opt = optim.make(spec.static.optimizer, hp, spec.static.nesterov)
-    return TrainState(params, model_state, opt.init(params), jnp.zeros([], jnp.int32))
+    params, state = layers.init(spec.arch, k_init, dtype, fourier_scale=hp.fourier_scale, x_train=data.x_train,
+                                struct=_struct(spec, run))
+    if given is not None:
+        params = layers.select(run.given_params, given.params, params)
+        state = layers.select(run.given_state, given.model_state, state)
+    return TrainState(params, state, optim.init_state(spec.optimizers, params), jnp.zeros([], jnp.int32))
 
 
-def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, order=None):
+def _masked_update(spec: ProgramSpec, run: Run, params):
+    """Padded units' weights stay exact zeros (their gradients are zero already; this makes it hold
+    even when a diverged config's NaN reaches them)."""
+    if not (spec.arch.padded or len(spec.arch.depths) > 1):
+        return params
+    masks = layers.dense_masks(spec.arch, run.struct)
+    dense = [{k: jnp.where(m[k], d[k], 0) for k in d} for d, m in zip(params["dense"], masks)]
+    return {**params, "dense": dense}
+
+
+def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx, run: Run, order=None,
+                dropout_masks=None, record_steps: bool = False):
     """Every optimizer step of one epoch of one config.
 
     `lr` is this epoch's learning rate; `order` [steps, batch] the batch indices (-1 pads), or None
-    to draw them from the config's shuffle key. Returns (new state, {train_loss, last_batch_loss}).
+    to draw them from the config's shuffle key; `dropout_masks` [steps, hidden, batch, width] (0/1)
+    replace the dropout draws. Returns (new state, {train_loss, last_batch_loss} and, with
+    `record_steps`, each step's loss and parameters after it).
     """
-    arch, static = spec.arch, spec.static
+    arch = spec.arch
     _, k_shuffle, k_dropout = _keys(hp.seed)
     # Without an explicit order and with a batch size that divides the training split, no batch is
     # padded: the masking is left out of the program (statically), which saves work in every step.
     padded = order is not None or spec.n_train % spec.batch != 0
     if order is None:
         order = default_batch_order(spec, k_shuffle, epoch_idx)
-    opt = optim.make(static.optimizer, hp, static.nesterov)
-    loss_fn = losses.LOSSES[static.loss]
+    struct = _struct(spec, run)
 
-    def batch_loss(params, model_state, idx, step):
+    def batch_loss(params, model_state, idx, step, masks):
         if padded:
             mask = idx >= 0
             safe = jnp.where(mask, idx, 0)
@@ -136,22 +203,31 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
         x, y = data.x_train[safe], data.y_train[safe]
         dkey = jax.random.fold_in(k_dropout, step) if arch.use_dropout else None
         out, new_state = layers.apply(arch, params, model_state, x, train=True, mask=mask,
-                                      dropout_rate=hp.dropout, dropout_key=dkey)
-        per_example = loss_fn(out, y)
+                                      dropout_rate=hp.dropout, dropout_key=dkey, struct=struct,
+                                      dropout_masks=masks)
+        per_example = layers.choose(run.loss, spec.losses, losses.LOSSES, out, y)
         loss = losses.masked_mean(per_example, mask) if padded else jnp.mean(per_example)
         return loss, new_state
 
     grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
 
-    def step_fn(ts: TrainState, idx):
-        (loss, new_model_state), grads = grad_fn(ts.params, ts.model_state, idx, ts.step)
-        params, opt_state = opt.step(grads, ts.opt_state, ts.params, lr)
+    def step_fn(ts: TrainState, xs):
+        idx, masks = xs
+        (loss, new_model_state), grads = grad_fn(ts.params, ts.model_state, idx, ts.step, masks)
+        params, opt_state = optim.step(spec.optimizers, run.optimizer, hp, run.nesterov, grads, ts.opt_state,
+                                       ts.params, lr)
+        params = _masked_update(spec, run, params)
         count = jnp.sum(idx >= 0).astype(loss.dtype) if padded else None
-        return TrainState(params, new_model_state, opt_state, ts.step + 1), (loss, count)
+        rec = params if record_steps else None
+        return TrainState(params, new_model_state, opt_state, ts.step + 1), (loss, count, rec)
 
-    ts, (batch_losses, counts) = lax.scan(step_fn, ts, order)
+    ts, (batch_losses, counts, recs) = lax.scan(step_fn, ts, (order, dropout_masks))
     train_loss = jnp.sum(batch_losses * counts) / jnp.sum(counts) if padded else jnp.mean(batch_losses)
-    return ts, {"train_loss": train_loss, "last_batch_loss": batch_losses[-1]}
+    m = {"train_loss": train_loss, "last_batch_loss": batch_losses[-1]}
+    if record_steps:
+        m["step_loss"] = batch_losses
+        m["step_params"] = recs
+    return ts, m
 
 
 def eval_rows(data: Data):
@@ -160,13 +236,14 @@ def eval_rows(data: Data):
     return jnp.concatenate([data.x_train, data.x_val]), jnp.concatenate([data.y_train, data.y_val])
 
 
-def eval_metrics(spec: ProgramSpec, params, model_state, x, y) -> dict:
+def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None = None) -> dict:
     """The end-of-epoch evaluation of one config on `eval_rows`: eval-mode loss and accuracy on the
     training split (the first n_train rows) and the validation split (NaN when it is empty)."""
     n = spec.n_train
-    out, _ = layers.apply(spec.arch, params, model_state, x, train=False)
-    loss = losses.LOSSES[spec.static.loss](out, y)
-    right = losses.correct(out, y, spec.static.output)
+    out, _ = layers.apply(spec.arch, params, model_state, x, train=False, struct=_struct(spec, run))
+    loss = layers.choose(None if run is None else run.loss, spec.losses, losses.LOSSES, out, y)
+    right = layers.choose(None if run is None else run.struct.output, spec.arch.outputs,
+                          {k: (lambda o, y, k=k: losses.correct(o, y, k)) for k in spec.arch.outputs}, out, y)
     m = {"full_train_loss": jnp.mean(loss[:n]), "train_acc": jnp.mean(right[:n])}
     if x.shape[0] == n:
         nan = jnp.full([], jnp.nan, x.dtype)
@@ -202,45 +279,49 @@ def blocked_vmap(f, block: int, groups: int = 1):
     return run
 
 
-def make_program(spec: ProgramSpec, *, with_params: bool = False, with_state: bool = False,
-                 with_order: bool = False, progress=None, train_block: int = 0, eval_block: int = 0,
-                 groups: int = 1):
-    """The batched program for one bucket.
+def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_block: int = 0, groups: int = 1,
+                 record_steps: bool = False):
+    """The batched program for one bucket: `epochs` epochs of every config of a chunk per call.
 
-    Returns `run(hp, lrs, data, [params], [model_state], [order]) -> (final TrainState, metrics)`
-    where every leaf of `hp` and `lrs` [n, epochs] has a leading config axis n, `params` (when
-    `with_params`) and `model_state` (when `with_state`; else fresh) too, and `order`
-    [n, epochs, steps, batch] (when `with_order`). Metrics come
-    back as {name: [epochs, n]}. `progress(epoch)` (optional) is called on the host after each epoch.
-    `train_block` / `eval_block`: configs per `lax.map` iteration and group (`groups`: the devices
-    the config axis is sharded over) of the training steps and of the evaluation (`blocked_vmap`;
-    0: all at once). They change the speed, not the numbers (beyond
-    the last-bit differences any change of XLA's kernels can make).
+    Returns `run(carry, first, epoch0, runs, hp, lrs, data, inputs) -> (TrainState, metrics)`:
+    `carry` the TrainState of the previous call (on the first call, `first=True`, its params and
+    model state are the replayed ones where `runs.given_*`, zeros elsewhere); `epoch0` the index of
+    the segment's first epoch; every leaf of `runs`, `hp` and `lrs` [n, epochs] (the learning rate
+    of each epoch) has a leading config axis n. `inputs` is a dict of optional replay inputs, each
+    with a config axis: "order" [n, epochs, steps, batch] batch indices (-1 pads) and
+    "dropout_masks" [n, epochs, steps, hidden, batch, width]. Metrics come back as {name: [epochs, n]}
+    (with `record_steps` also "step_loss" [epochs, n, steps] and "step_params"). `train_block` /
+    `eval_block`: configs per `lax.map` iteration and group (`groups`: the devices the config axis
+    is sharded over) of the training steps and of the evaluation (`blocked_vmap`; 0: all at once).
+    They change the speed, not the numbers (beyond the last-bit differences any change of XLA's
+    kernels can make).
     """
-    def run(hp, lrs, data, *extra):
-        extra = list(extra)
-        params = model_state = order = None
-        if with_params:
-            params = extra.pop(0)
-        if with_state:
-            model_state = extra.pop(0)
-        if with_order:
-            order = extra.pop(0)
+    def run(carry, first, epoch0, runs, hp, lrs, data, inputs):
         x_eval, y_eval = eval_rows(data)
-        ts0 = jax.vmap(lambda h, p, s: init_state(spec, h, data, p, s),
-                       in_axes=(0, 0 if with_params else None, 0 if with_state else None))(hp, params, model_state)
+        order = inputs.get("order")
+        masks = inputs.get("dropout_masks")
+        ts0 = lax.cond(first, lambda: jax.vmap(lambda h, r, g: init_state(spec, h, data, r, g))(hp, runs, carry),
+                       lambda: carry)
 
-        def body(ts, e):
-            lr_e = lrs[:, e]
-            o = lax.dynamic_index_in_dim(order, e, axis=1, keepdims=False) if with_order else None
-            ts, m = blocked_vmap(lambda h, lr, t, oo: train_steps(spec, h, lr, data, t, e, oo),
-                                 train_block, groups)(hp, lr_e, ts, o)
-            m.update(blocked_vmap(lambda p, s: eval_metrics(spec, p, s, x_eval, y_eval), eval_block, groups)(
-                ts.params, ts.model_state))
-            if progress is not None:
-                jax.debug.callback(progress, e)
+        def one(h, r, lr, t, e, o, dm):
+            new, m = train_steps(spec, h, lr, data, t, e, r, o, dm, record_steps)
+            active = e < r.epochs
+            new = layers.select(active, new, t)
+            return new, m
+
+        def body(ts, k):
+            e = epoch0 + k
+            lr_e = lrs[:, k]
+            o = None if order is None else order[:, k]
+            dm = None if masks is None else masks[:, k]
+            ts, m = blocked_vmap(lambda h, r, lr, t, o, dm: one(h, r, lr, t, e, o, dm), train_block, groups)(
+                hp, runs, lr_e, ts, o, dm)
+            m.update(blocked_vmap(lambda p, s, r: eval_metrics(spec, p, s, x_eval, y_eval, r), eval_block, groups)(
+                ts.params, ts.model_state, runs))
+            active = e < runs.epochs
+            m = {k2: (jnp.where(active, v, jnp.nan) if k2 in METRICS else v) for k2, v in m.items()}
             return ts, m
 
-        return lax.scan(body, ts0, jnp.arange(spec.static.epochs, dtype=jnp.int32))
+        return lax.scan(body, ts0, jnp.arange(epochs, dtype=jnp.int32))
 
     return run

@@ -2,7 +2,7 @@
 
 import os
 
-# Fixed before JAX starts (as tests/conftest.py): one CPU device.
+# Fixed before JAX starts (as tests/conftest.py): the CPU, with the devices XLA_FLAGS names (one unless set).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402

@@ -466,9 +466,7 @@ def test_converters_round_trip_and_forward(cfg: Config):
 
     from jaxfit.nn import layers
     from jaxfit.train import num_outputs
-    arch = layers.Arch(data.num_features, num_outputs(cfg.loss, classes), cfg.hidden, cfg.activation, cfg.output,
-                       cfg.init, cfg.input_norm, cfg.batchnorm, False, cfg.encoding,
-                       cfg.fourier_features if cfg.encoding == "fourier" else 0)
+    arch = layers.arch_of(cfg.replace(dropout=0.0), data.num_features, num_outputs(cfg.loss, classes))
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     x = torch.as_tensor(np.array(data.x_train), dtype=dtype)
     tol = 1e-12 if cfg.dtype == "float64" else 1e-5

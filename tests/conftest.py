@@ -1,6 +1,7 @@
 import os
 
-# Fixed before JAX starts: tests see one CPU device unless a test asks for more in a subprocess.
+# Fixed before JAX starts. Importing jaxfit leaves XLA_FLAGS alone, so the tests see the CPU devices
+# XLA_FLAGS names (one unless set); tests/test_devices.py runs two host devices in subprocesses.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np

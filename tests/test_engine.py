@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxfit
-from jaxfit import Config, engine
+from jaxfit import Config, cpu, engine
 
 
 def _bits(r, i):
@@ -73,9 +73,11 @@ def test_changing_numbers_compiles_nothing_new(sum_bin_small, caplog):
 
 def test_one_program_per_bucket(sum_bin_small):
     cfgs = jaxfit.grid(hidden=[(4,), (6,)], activation=["relu", "tanh"], lr=[0.01, 0.02], epochs=1, seed=[100])
-    r = jaxfit.sweep(sum_bin_small, cfgs)
-    assert len(r.meta["plans"]) == 4  # 2 widths x 2 activations
+    r = jaxfit.sweep(sum_bin_small, cfgs, fuse="none")
+    assert len(r.meta["plans"]) == 4  # 2 widths x 2 activations, one program each
     assert r.meta["compiles"] <= 4
+    fused = jaxfit.sweep(sum_bin_small, cfgs)  # the planner fuses these small nets into one program
+    assert len(fused.meta["plans"]) == 1 and fused.meta["plan"][0]["fused"]
 
 
 def test_layout_independence_float64(sum_bin_small):
@@ -221,35 +223,13 @@ def test_matmul_precision_is_checked_and_recorded(sum_bin_small):
     assert r.meta["matmul_precision"] == "highest"
 
 
-def test_programs_compiled_ahead_in_threads_match_one_at_a_time(sum_bin_small, monkeypatch):
-    """Several buckets: compiled concurrently in threads (JAXFIT_COMPILE_THREADS=3) or one after the
-    other (=1), each program is compiled once, reports its own compile time, and trains the same."""
-    cfgs = jaxfit.grid(hidden=[(8,), (12,)], optimizer=["sgd", "adam"], lr=0.05, seed=range(2), epochs=2,
-                       batch_size=16)
-    out = {}
-    for threads in ("1", "3"):
-        monkeypatch.setenv("JAXFIT_COMPILE_THREADS", threads)
-        engine.clear_cache()
-        c0 = engine.compile_count()
-        r = jaxfit.sweep(sum_bin_small, cfgs)
-        assert engine.compile_count() - c0 == len(r.meta["plans"]) == 4
-        assert all(p["compile_s"] > 0 and not p["cached"] for p in r.meta["plans"])
-        assert not engine._pending  # nothing left behind
-        out[threads] = r
-    np.testing.assert_array_equal(out["3"].curves["train_loss"], out["1"].curves["train_loss"])
-    np.testing.assert_array_equal(out["3"].params(5)["dense"][0]["w"], out["1"].params(5)["dense"][0]["w"])
-    monkeypatch.setenv("JAXFIT_COMPILE_THREADS", "zero")
-    with pytest.raises(ValueError, match="JAXFIT_COMPILE_THREADS='zero' is invalid"):
-        jaxfit.sweep(sum_bin_small, cfgs)
-
-
 def test_cache_blocking_with_a_chunk_the_devices_do_not_divide(sum_bin_small):
     """21 configs of a net big enough to be blocked (2-64-64-3, Adam): the chunk is not sharded (21
     is odd), the configs run 7 (or 3) at a time, and the numbers are those of configs trained alone."""
     cfgs = [Config(hidden=(64, 64), optimizer="adam", lr=1e-3, batch_size=16, epochs=2, seed=s, dtype="float64")
             for s in range(21)]
     spec = engine.plan_buckets(sum_bin_small, cfgs)[0].spec
-    train_block, _ = engine.block_sizes(spec, 21, 1, "cpu")
+    train_block, _ = cpu.block_sizes(spec, 21, 1, "cpu")
     assert train_block in (1, 3, 7), train_block  # blocked, by a divisor of 21
     together = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=21)
     alone = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=1)

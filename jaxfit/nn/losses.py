@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+# nn.BCELoss's CPU kernels (aten/src/ATen/native/Loss.cpp, binary_cross_entropy_out_cpu and
+# binary_cross_entropy_backward_out_cpu) in every dtype:
+#   forward   (t - 1) * max(log1p(-p), scalar_t(-100)) - t * max(log(p), scalar_t(-100))
+#   backward  g * (p - t) / max((1 - p) * p, scalar_t(EPSILON)),  with  `constexpr float EPSILON = 1e-12;`
+# EPSILON is a float, so even a float64 kernel clamps at the float32 value of 1e-12,
+# 9.999999960041972e-13, not at the double 1e-12 (where the clamp bites, the double would make the
+# gradient 4.0e-9 smaller, relatively). -100 is exact in every dtype. Module level and read at
+# trace time, so a test can patch it (and clear jaxfit.engine's compiled programs).
+BCE_GRAD_EPS = float(np.float32(1e-12))
+BCE_LOG_CLAMP = -100.0
 
 
 def cross_entropy(o, y):
@@ -20,8 +32,8 @@ def cross_entropy(o, y):
 @jax.custom_vjp
 def _bce_prob(p, t):
     # nn.BCELoss clamps each log at -100 ...
-    logp = jnp.maximum(jnp.log(p), -100.0)
-    log1mp = jnp.maximum(jnp.log1p(-p), -100.0)
+    logp = jnp.maximum(jnp.log(p), BCE_LOG_CLAMP)
+    log1mp = jnp.maximum(jnp.log1p(-p), BCE_LOG_CLAMP)
     return -(t * logp + (1 - t) * log1mp)
 
 
@@ -30,11 +42,12 @@ def _bce_fwd(p, t):
 
 
 def _bce_bwd(res, g):
-    # ... and its backward is (p - t) / max(p (1 - p), 1e-12): not the derivative of the clamped
-    # forward (which would be 0 or NaN where the clamp bites). This is what makes a saturated sigmoid
-    # net trainable with BCELoss.
+    # ... and its backward is (p - t) / max(p (1 - p), BCE_GRAD_EPS): not the derivative of the
+    # clamped forward (which would be 0 or NaN where the clamp bites). This is what makes a saturated
+    # sigmoid net trainable with BCELoss. BCE_GRAD_EPS is float32(1e-12), cast to p's dtype, as the
+    # kernel's scalar_t(EPSILON) (see above).
     p, t = res
-    eps = jnp.asarray(1e-12, p.dtype)
+    eps = jnp.asarray(BCE_GRAD_EPS, p.dtype)
     return g * (p - t) / jnp.maximum(p * (1 - p), eps), None
 
 

@@ -6,9 +6,8 @@ so each config carries its own (traced) hyperparameters. The learning rate of th
 passed in: schedules are per-epoch tables computed on the host (`lr_table`), in float64, by the
 same recursions `torch.optim.lr_scheduler` uses.
 
-Where Optax's transforms compute exactly what PyTorch does they are used (SGD's coupled weight
-decay and momentum trace: `add_decayed_weights` then `trace`); Adam and RMSprop are written out in
-PyTorch's operation order, with Adam's bias corrections as -expm1(t log beta) (log beta from
+Every kind shares one state layout (`OptState`) so configs of different kinds can share one
+compiled program (`step` selects each config's own). All are written out in PyTorch's operation order, with Adam's bias corrections as -expm1(t log beta) (log beta from
 float64) so float32 runs do not gain the error of a float32 `1 - beta ** t`.
 """
 
@@ -20,7 +19,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 tmap = jax.tree_util.tree_map
 
@@ -30,91 +28,93 @@ class Optimizer(NamedTuple):
     step: Callable[[Any, Any, Any, Any], tuple[Any, Any]]  # (grads, state, params, lr) -> (params, state)
 
 
-class AdamState(NamedTuple):
+class OptState(NamedTuple):
+    """One state for every optimiser kind, so configs of different kinds share a program:
+    SGD's momentum buffer, Adam's first moment and RMSprop's momentum buffer are `slot1`; Adam's second
+    moment and RMSprop's square average `slot2` (absent when only SGD is present)."""
+
     count: jax.Array  # [] int32: steps taken
-    mu: Any  # first moment, like params
-    nu: Any  # second moment, like params
+    slot1: Any  # like params
+    slot2: Any  # like params, or None
 
 
-class RMSpropState(NamedTuple):
-    square_avg: Any  # like params
-    momentum_buffer: Any  # like params
+RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop's default smoothing constant
+KINDS = ("sgd", "adam", "adamw", "rmsprop")
 
 
-def sgd(momentum, weight_decay, nesterov: bool) -> Optimizer:
+def init_state(kinds: Sequence[str], params) -> OptState:
+    z = tmap(jnp.zeros_like, params)
+    two = any(k != "sgd" for k in kinds)
+    return OptState(jnp.zeros([], jnp.int32), z, tmap(jnp.zeros_like, params) if two else None)
+
+
+def _sgd(hp, nesterov, grads, st: OptState, params, lr):
     """torch.optim.SGD (dampening 0): g += wd * p; buf = mu * buf + g (buf = g at the first step,
-    which is what a zero-initialised trace gives); d = g + mu * buf if nesterov else buf; p -= lr * d."""
-    direction = optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(momentum, nesterov))
+    which is what a zero-initialised buffer gives); d = g + mu * buf if nesterov else buf; p -= lr * d.
+    The direction is optax's `add_decayed_weights` then `trace` written out, because `nesterov` is a
+    per-config flag here (optax.trace takes it as a Python bool)."""
+    mu, wd = hp.momentum, hp.weight_decay
+    g = tmap(lambda g, p: g + wd * p, grads, params)
+    buf = tmap(lambda b, g: g + mu * b, st.slot1, g)
+    d = tmap(lambda g, b: jnp.where(nesterov, g + mu * b, b), g, buf)
+    return tmap(lambda p, u: p + (-lr) * u, params, d), OptState(st.count + 1, buf, st.slot2)
 
-    def step(grads, state, params, lr):
-        d, state = direction.update(grads, state, params)
-        return tmap(lambda p, u: p + (-lr) * u, params, d), state
 
-    return Optimizer(direction.init, step)
-
-
-def adam(beta1, beta2, one_minus_beta1, one_minus_beta2, log_beta1, log_beta2, eps, weight_decay,
-         decoupled: bool) -> Optimizer:
+def _adam(decoupled: bool):
     """torch.optim.Adam (coupled L2: g += wd * p) or AdamW (decoupled: p *= 1 - lr * wd), amsgrad off.
 
     `1 - beta` comes from the host in float64, rounded once to the run's dtype, as PyTorch's kernels
     receive it: a float32 `1 - float32(0.999)` is 1.3e-5 off (relative) and made float32 runs drift
-    11x more than PyTorch's own float32 run (parity_tests/test_trajectory.py)."""
+    11x more than PyTorch's own float32 run (parity_tests/test_trajectory.py). Bias corrections as
+    -expm1(t log beta) with log beta from float64."""
 
-    def init(params):
-        z = tmap(jnp.zeros_like, params)
-        return AdamState(jnp.zeros([], jnp.int32), z, tmap(jnp.zeros_like, params))
-
-    def step(grads, state, params, lr):
-        t = state.count + 1
+    def step(hp, nesterov, grads, st: OptState, params, lr):
+        t = st.count + 1
         if decoupled:
-            params = tmap(lambda p: p * (1 - lr * weight_decay), params)
+            params = tmap(lambda p: p * (1 - lr * hp.weight_decay), params)
         else:
-            grads = tmap(lambda g, p: g + weight_decay * p, grads, params)
-        mu = tmap(lambda m, g: m + one_minus_beta1 * (g - m), state.mu, grads)  # torch: lerp_(g, 1 - beta1)
-        nu = tmap(lambda v, g: beta2 * v + one_minus_beta2 * (g * g), state.nu, grads)
-        tf = t.astype(log_beta1.dtype)
-        bc1 = -jnp.expm1(tf * log_beta1)  # 1 - beta1 ** t
-        bc2 = -jnp.expm1(tf * log_beta2)
+            grads = tmap(lambda g, p: g + hp.weight_decay * p, grads, params)
+        mu = tmap(lambda m, g: m + hp.one_minus_beta1 * (g - m), st.slot1, grads)  # torch: lerp_(g, 1 - beta1)
+        nu = tmap(lambda v, g: hp.beta2 * v + hp.one_minus_beta2 * (g * g), st.slot2, grads)
+        tf = t.astype(hp.log_beta1.dtype)
+        bc1 = -jnp.expm1(tf * hp.log_beta1)  # 1 - beta1 ** t
+        bc2 = -jnp.expm1(tf * hp.log_beta2)
         step_size = lr / bc1
         bc2_sqrt = jnp.sqrt(bc2)
-        new = tmap(lambda p, m, v: p + (-step_size) * (m / (jnp.sqrt(v) / bc2_sqrt + eps)), params, mu, nu)
-        return new, AdamState(t, mu, nu)
+        new = tmap(lambda p, m, v: p + (-step_size) * (m / (jnp.sqrt(v) / bc2_sqrt + hp.eps)), params, mu, nu)
+        return new, OptState(t, mu, nu)
 
-    return Optimizer(init, step)
-
-
-RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop's default smoothing constant
+    return step
 
 
-def rmsprop(momentum, eps, weight_decay) -> Optimizer:
+def _rmsprop(hp, nesterov, grads, st: OptState, params, lr):
     """torch.optim.RMSprop (not centred): g += wd * p; v = alpha v + (1 - alpha) g^2;
     avg = sqrt(v) + eps; buf = mu * buf + g / avg; p -= lr * buf (momentum 0 gives p -= lr g / avg)."""
+    grads = tmap(lambda g, p: g + hp.weight_decay * p, grads, params)
+    sq = tmap(lambda v, g: RMSPROP_ALPHA * v + (1 - RMSPROP_ALPHA) * (g * g), st.slot2, grads)
+    buf = tmap(lambda b, g, v: hp.momentum * b + g / (jnp.sqrt(v) + hp.eps), st.slot1, grads, sq)
+    new = tmap(lambda p, b: p + (-lr) * b, params, buf)
+    return new, OptState(st.count + 1, buf, sq)
 
-    def init(params):
-        return RMSpropState(tmap(jnp.zeros_like, params), tmap(jnp.zeros_like, params))
 
-    def step(grads, state, params, lr):
-        grads = tmap(lambda g, p: g + weight_decay * p, grads, params)
-        sq = tmap(lambda v, g: RMSPROP_ALPHA * v + (1 - RMSPROP_ALPHA) * (g * g), state.square_avg, grads)
-        buf = tmap(lambda b, g, v: momentum * b + g / (jnp.sqrt(v) + eps), state.momentum_buffer, grads, sq)
-        new = tmap(lambda p, b: p + (-lr) * b, params, buf)
-        return new, RMSpropState(sq, buf)
+STEPS = {"sgd": _sgd, "adam": _adam(False), "adamw": _adam(True), "rmsprop": _rmsprop}
 
-    return Optimizer(init, step)
+
+def step(kinds: Sequence[str], kind, hp, nesterov, grads, state: OptState, params, lr):
+    """One optimiser step of the config's own kind (`kind`: index into `kinds`; static when `kinds`
+    has one entry, else every kind present is computed and the config's own selected)."""
+    outs = [STEPS[k](hp, nesterov, grads, state, params, lr) for k in kinds]
+    if len(outs) == 1:
+        return outs[0]
+    return tmap(lambda *xs: jax.lax.select_n(jnp.asarray(kind, jnp.int32), *xs), *outs)
 
 
 def make(kind: str, hp, nesterov: bool = False) -> Optimizer:
     """The optimiser `kind` from one config's (traced) hyperparameters `hp` (config.HParams fields)."""
-    if kind == "sgd":
-        return sgd(hp.momentum, hp.weight_decay, nesterov)
-    if kind in ("adam", "adamw"):
-        return adam(hp.beta1, hp.beta2, hp.one_minus_beta1, hp.one_minus_beta2, hp.log_beta1, hp.log_beta2,
-                    hp.eps, hp.weight_decay,
-                    decoupled=kind == "adamw")
-    if kind == "rmsprop":
-        return rmsprop(hp.momentum, hp.eps, hp.weight_decay)
-    raise ValueError(f"unknown optimizer {kind!r}")  # pragma: no cover - Config refuses it first
+    if kind not in STEPS:
+        raise ValueError(f"unknown optimizer {kind!r}")  # pragma: no cover - Config refuses it first
+    return Optimizer(lambda params: init_state((kind,), params),
+                     lambda grads, state, params, lr: step((kind,), 0, hp, nesterov, grads, state, params, lr))
 
 
 # ----------------------------------------------------------------------------- schedules

@@ -1,0 +1,146 @@
+"""XLA:CPU tuning: host devices, per-program options and cache blocking (measured on this
+project's 2-core CPU; benchmarks/README.md, "What made it fast").
+
+Host devices and the small-loop option are process-wide XLA flags, so nothing here is applied on
+import: the command line calls `configure_host_devices()` before JAX starts, and Python users may
+call it first thing (`jaxfit.configure_host_devices()`), which gains about 2x on a 2-core machine.
+
+One host device per core: XLA:CPU runs most of a small-model training step on one thread, and the
+engine shards the config axis of a chunk over the devices it sees, so on a 2-core machine two host
+devices about double the throughput of a sweep (benchmarks/). Opt out with JAXFIT_HOST_DEVICES=1 (or
+set the count, e.g. JAXFIT_HOST_DEVICES=4); an XLA_FLAGS that already names a host device count
+is left alone. Only the CPU platform is affected: accelerators are not host devices.
+
+Small while loops as one kernel: `xla_cpu_small_while_loop_byte_threshold` (an XLA:CPU backend
+option) lets XLA compile a training loop whose buffers are under the threshold into one kernel
+instead of running each step's operations one by one. Measured with the full benchmark both ways on
+this project's 2-core CPU (benchmarks/results/throughput-cpu2-2026-11-23*.json): with it, document
+1's model trained 1.4x faster at N=1024 (44.7 M vs 31.5 M model-steps/s) and the 2-64-64-3 net 1.1x
+(61.4 k vs 54.9 k), while the 2-512-512-512-3 net was 1.3x slower (88 vs 116 at N=1), whose big
+products XLA then runs inside the loop kernel; a 1-epoch ablation (benchmarks/ablation.py) disagreed
+for the small nets. On by default; JAXFIT_SMALL_LOOPS=0 turns it off. The option is a key of
+`--xla_backend_extra_options`, which XLA looks up by name (a jaxlib that does not know it ignores
+it), and is only added when XLA_FLAGS names no backend extra options of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+FLAG = "--xla_force_host_platform_device_count"
+EXTRA = "--xla_backend_extra_options"
+SMALL_LOOPS = "xla_cpu_small_while_loop_byte_threshold=1000000000"
+
+
+def _backends_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # a JAX without that helper: be safe, assume started only if jax is imported
+        import sys
+
+        return "jax" in sys.modules
+
+
+def host_device_count() -> int:
+    mode = os.environ.get("JAXFIT_HOST_DEVICES", "auto").strip().lower()
+    if mode in ("", "auto"):
+        return os.cpu_count() or 1
+    try:
+        n = int(mode)
+    except ValueError:
+        raise ValueError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer") from None
+    if n < 1:
+        raise ValueError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer")
+    return n
+
+
+def configure_host_devices() -> bool:
+    """Add the host device count (and the small-loop option) to XLA_FLAGS, if JAX's backends have not
+    started yet; True if it changed them. One host device per core lets a sweep shard its configs over
+    every core (about 2x on a 2-core CPU). Call it before anything uses JAX."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _backends_started():
+        return False
+    new = flags
+    if FLAG not in flags:
+        n = host_device_count()
+        if n > 1:
+            new = f"{new} {FLAG}={n}"
+    if EXTRA not in flags and os.environ.get("JAXFIT_SMALL_LOOPS", "1").strip() != "0":
+        new = f"{new} {EXTRA}={SMALL_LOOPS}"
+    if new == flags:
+        return False
+    os.environ["XLA_FLAGS"] = new.strip()
+    return True
+
+
+
+BLOCK_CACHE_FRACTION = 1.0  # a block's working set may use this much of one core's L2 cache
+TINY_WIDTH = 8  # networks no wider than this compile without XLA's YNNPACK fusions (see cpu_options)
+
+
+def _l2_bytes() -> int:
+    """One core's L2 cache size from sysfs (Linux), else 1 MiB."""
+    with contextlib.suppress(Exception):
+        base = "/sys/devices/system/cpu/cpu0/cache"
+        for idx in sorted(os.listdir(base)):
+            d = os.path.join(base, idx)
+            with open(os.path.join(d, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(d, "size")) as f:
+                text = f.read().strip().upper()
+            mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+            return int(text.rstrip("KM")) * mult
+    return 1 << 20
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    k = max(1, min(k, n))
+    while n % k:
+        k -= 1
+    return k
+
+
+def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]:
+    """(train_block, eval_block) for `make_program`: configs per `lax.map` iteration on each device,
+    chosen so a block (its parameters, gradients and optimizer state and one batch's
+    activations; for the evaluation, one split's activations) fits in a core's L2 cache
+    (the fraction and the byte counts calibrated on W2 of benchmarks/: 8 configs of 2-64-64-3 with Adam). 0
+    means no blocking: on accelerators, when the whole chunk fits anyway, or with JAXFIT_BLOCKS=0
+    in the environment (for measuring what blocking gains: benchmarks/ablation.py)."""
+    if platform != "cpu" or os.environ.get("JAXFIT_BLOCKS", "1").strip() == "0":
+        return 0, 0
+    budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
+    item = 8 if spec.dtype == "float64" else 4
+    w = spec.arch.widths
+    n_params = sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+    slots = 2 if any(k != "sgd" for k in spec.optimizers) else 1
+    train_bytes = item * (n_params * (2 + slots) + 3 * spec.batch * sum(w))
+    eval_bytes = item * (n_params + 3 * max(spec.n_train, spec.n_val) * sum(w))
+    per_dev = max(1, chunk // max(groups, 1))  # configs of one device (a group, see blocked_vmap)
+
+    def fit(nbytes):
+        k = budget // max(nbytes, 1)
+        if k >= per_dev:
+            return 0
+        return _largest_divisor_at_most(per_dev, k)
+
+    return fit(train_bytes), fit(eval_bytes)
+
+
+def cpu_options(spec, platform: str) -> dict[str, Any]:
+    """Per-program XLA options. For networks no wider than TINY_WIDTH on a CPU, XLA's experimental
+    YNNPACK fusions (jaxlib 0.10 hands small reductions and products to them) are turned off: the
+    document-1 model trained 1.6x faster without them, while 64-wide nets ran 1.4x slower (and 5x
+    slower with none). JAXFIT_TINY_OPTIONS=0 in the environment turns this off."""
+    if (platform != "cpu" or max(spec.arch.widths) > TINY_WIDTH
+            or os.environ.get("JAXFIT_TINY_OPTIONS", "1").strip() == "0"):
+        return {}
+    return {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+

@@ -1,0 +1,222 @@
+"""The planner: configs -> buckets (one compiled program each) with a cost model.
+
+A bucket's program is `jaxfit.train.make_segment` on a (possibly fused) `ProgramSpec`. What must
+stay static in a program is the *remainder*: batch size, shuffling, dtype, the output width (which
+the loss fixes), and whether the network is a linear model; everything else (widths, depth,
+activation, output, loss, optimiser, init, input normalisation, hidden BatchNorm, dropout,
+encoding, epochs) can be per-config arrays of one fused program (`jaxfit.nn.layers`).
+
+Fusing trades compile time for run time: a 2-unit net padded to 64 units computes 64 units, and
+every selector computes each branch present. The planner estimates both and picks the buckets that
+minimise the total:
+
+    estimated seconds of a bucket = compile + run
+    compile = COMPILE_S[platform] * (1 + BRANCH_COST * extra branches)
+    run     = configs * longest epochs * steps per epoch * (STEP_S + FLOPs per step / RATE)
+
+FLOPs per step count a padded network's forward and backward (6 * batch * weights) plus the
+per-epoch evaluation. The constants are per platform, measured on this project's 2-core CPU
+(benchmarks/sweep.py records the estimate beside the measured times, so they can be checked).
+
+`fuse="none"` keeps one bucket per distinct structure (the old behaviour), `"all"` one per
+remainder, `"auto"` (default) merges buckets greedily while the estimate falls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .config import Config
+from .nn import layers
+from .train import ProgramSpec, effective_batch, num_outputs
+
+FUSE_MODES = ("auto", "none", "all")
+
+# Cost model constants per platform (seconds; FLOP/s). CPU: measured on the 2-core AMD EPYC of this
+# project (jax 0.10.2, two host devices): a small bucket's program compiles in about 2.5 s; the
+# document-1 net trains at ~45 M model-steps/s (STEP_S) and the 2-64-64-3 net at ~50 GFLOP/s (RATE).
+COST = {
+    "cpu": {"compile_s": 2.5, "branch": 0.08, "step_s": 2.2e-8, "rate": 5e10},
+    "gpu": {"compile_s": 1.5, "branch": 0.05, "step_s": 1e-10, "rate": 2e13},
+}
+
+
+def cost_constants(platform: str) -> dict:
+    return COST.get(platform, COST["gpu"])
+
+
+@dataclass
+class Bucket:
+    index: int
+    spec: ProgramSpec
+    members: list[int]
+    estimate: dict = field(default_factory=dict)  # {"compile_s", "run_s"}
+
+
+def remainder(c: Config, num_classes: int) -> tuple:
+    """What two configs must share to share a program."""
+    return (num_outputs(c.loss, num_classes), c.batch_size, bool(c.shuffle), c.dtype, len(c.hidden) == 0)
+
+
+def _unit_key(c: Config) -> tuple:
+    """One bucket per distinct structure (fuse='none'): the configs that needed no padding or
+    selector before fusion existed."""
+    return (tuple(c.hidden), c.activation, c.output, c.init, c.input_norm, bool(c.batchnorm), c.dropout > 0,
+            c.encoding, c.fourier_features if c.encoding == "fourier" else 0, c.loss, c.optimizer, bool(c.nesterov),
+            c.epochs)
+
+
+def fuse_specs(specs: Sequence[ProgramSpec]) -> ProgramSpec:
+    s0 = specs[0]
+
+    def union(field):
+        seen: list = []
+        for s in specs:
+            for v in getattr(s, field):
+                if v not in seen:
+                    seen.append(v)
+        return tuple(sorted(seen))
+
+    return ProgramSpec(layers.fuse_archs([s.arch for s in specs]), union("losses"), union("optimizers"),
+                       s0.batch_size, s0.shuffle, s0.dtype, max(s.epochs for s in specs), s0.n_train, s0.n_val)
+
+
+def spec_for(configs: Sequence[Config], data) -> ProgramSpec:
+    from .train import spec_of
+
+    specs = [spec_of(c, data.n_train, data.n_val, data.num_features, data.num_classes) for c in configs]
+    uniq = list(dict.fromkeys(specs))
+    return uniq[0] if len(uniq) == 1 else fuse_specs(uniq)
+
+
+def n_weights(arch: layers.Arch) -> int:
+    w = arch.widths
+    return sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+
+
+def branches(spec: ProgramSpec) -> int:
+    """Selector branches beyond the first (each costs compile time and some run time)."""
+    a = spec.arch
+    return sum(len(t) - 1 for t in (a.activations, a.outputs, a.inits, a.input_norms, a.encodings, spec.losses,
+                                    spec.optimizers)) + (len(a.depths) > 1)
+
+
+def flops_per_step(spec: ProgramSpec) -> float:
+    """Estimated FLOPs of one optimizer step of one config (padded), evaluation included."""
+    w = n_weights(spec.arch)
+    act = 1 + 0.15 * (len(spec.arch.activations) - 1) + 0.3 * (len(spec.optimizers) - 1)
+    train = 6.0 * spec.batch * w * act
+    evals = 2.0 * (spec.n_train + spec.n_val) * w / max(spec.steps_per_epoch, 1)
+    return train + evals
+
+
+def estimate(spec: ProgramSpec, n_configs: int, platform: str) -> dict:
+    k = cost_constants(platform)
+    compile_s = k["compile_s"] * (1 + k["branch"] * branches(spec))
+    steps = n_configs * spec.epochs * spec.steps_per_epoch
+    run_s = steps * (k["step_s"] + flops_per_step(spec) / k["rate"])
+    return {"compile_s": compile_s, "run_s": run_s}
+
+
+def _total(e: dict) -> float:
+    return e["compile_s"] + e["run_s"]
+
+
+def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: str | None = None) -> list[Bucket]:
+    """Buckets of `configs` (indices into it) for `data`; each with its estimate."""
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"fuse={fuse!r} is invalid: allowed values are {', '.join(FUSE_MODES)}")
+    if platform is None:
+        import jax
+
+        platform = jax.devices()[0].platform
+    from .train import spec_of
+
+    groups: dict[tuple, dict[tuple, list[int]]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(remainder(c, data.num_classes), {}).setdefault(_unit_key(c), []).append(i)
+    out: list[Bucket] = []
+    for rem, units in groups.items():
+        cur = []
+        for members in units.values():
+            c = configs[members[0]]
+            spec = spec_of(c, data.n_train, data.n_val, data.num_features, data.num_classes)
+            cur.append((spec, list(members)))
+        if fuse == "all" and len(cur) > 1:
+            cur = [(fuse_specs([s for s, _ in cur]), sorted(i for _, m in cur for i in m))]
+        elif fuse == "auto":
+            cur = _greedy(cur, platform)
+        for spec, members in cur:
+            out.append(Bucket(len(out), spec, sorted(members), estimate(spec, len(members), platform)))
+    return out
+
+
+def _greedy(cur: list, platform: str) -> list:
+    """Merge the pair of buckets whose merge lowers the estimated total most, until none does."""
+    est = [_total(estimate(s, len(m), platform)) for s, m in cur]
+    while len(cur) > 1:
+        best = None
+        for a in range(len(cur)):
+            for b in range(a + 1, len(cur)):
+                spec = fuse_specs([cur[a][0], cur[b][0]])
+                t = _total(estimate(spec, len(cur[a][1]) + len(cur[b][1]), platform))
+                gain = est[a] + est[b] - t
+                if gain > 1e-9 and (best is None or gain > best[0]):
+                    best = (gain, a, b, spec, t)
+        if best is None:
+            break
+        _, a, b, spec, t = best
+        merged = (spec, cur[a][1] + cur[b][1])
+        cur = [x for k, x in enumerate(cur) if k not in (a, b)] + [merged]
+        est = [e for k, e in enumerate(est) if k not in (a, b)] + [t]
+    return cur
+
+
+def segment_epochs(spec: ProgramSpec, n_configs: int, platform: str, target_s: float = 1.5,
+                   override: int | None = None) -> int:
+    """Epochs per call of a bucket's program: about `target_s` seconds a call (the host loop between
+    calls drives progress, and the persistent cache keys on it), rounded to a divisor of the
+    longest epochs so no call trains frozen epochs past the end."""
+    E = spec.epochs
+    if override:
+        return max(1, min(int(override), E))
+    per_epoch = estimate(spec, n_configs, platform)["run_s"] / max(E, 1)
+    want = max(1, min(E, int(round(target_s / max(per_epoch, 1e-9)))))
+    divisors = [d for d in range(1, E + 1) if E % d == 0]
+    return min(divisors, key=lambda d: (abs(math.log(d / want)), -d))
+
+
+def bytes_per_config(spec: ProgramSpec) -> int:
+    """A first guess at one config's share of a chunk's memory (checked after compiling against
+    XLA's own memory analysis)."""
+    a = spec.arch
+    w = a.widths
+    n_params = n_weights(a)
+    slots = 2 if any(k != "sgd" for k in spec.optimizers) else 1
+    item = 8 if spec.dtype == "float64" else 4
+    params_like = n_params * (3 + slots) * (1 + (len(spec.optimizers) - 1))  # params, grads, new, slots
+    acts = 4 * spec.batch * sum(w) * len(a.activations)  # forward activations kept for the backward pass
+    evals = 2 * (spec.n_train + spec.n_val) * max(w)  # the end-of-epoch evaluation
+    metrics = 8 * spec.epochs
+    order = spec.steps_per_epoch * spec.batch  # the epoch's batch order (int32)
+    return item * (params_like + acts + evals + metrics) + 4 * order
+
+
+def describe(buckets: Sequence[Bucket], configs: Sequence[Config]) -> list[dict[str, Any]]:
+    """The plan as plain data (for result.meta and a dry run)."""
+    rows = []
+    for b in buckets:
+        a = b.spec.arch
+        archs = sorted({tuple(configs[i].hidden) for i in b.members})
+        rows.append({"bucket": b.index, "configs": len(b.members), "architectures": [list(h) for h in archs],
+                     "padded_hidden": list(a.hidden), "activations": list(a.activations),
+                     "optimizers": list(b.spec.optimizers), "losses": list(b.spec.losses),
+                     "epochs": b.spec.epochs, "fused": b.spec.fused,
+                     "estimate_compile_s": b.estimate.get("compile_s"), "estimate_run_s": b.estimate.get("run_s")})
+    return rows
+
+
+def effective_batch_of(c: Config, n: int) -> int:
+    return effective_batch(c.batch_size, n)

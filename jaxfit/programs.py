@@ -1,0 +1,134 @@
+"""Compiling and caching programs.
+
+A program is `jaxfit.train.make_segment(spec, epochs, ...)` compiled for one chunk shape. This
+process keeps every program it compiled (keyed by everything that changes the executable), and
+JAX's persistent compilation cache keeps them across processes once it is on
+(`enable_compilation_cache`; the command line turns it on by default). Programs hold no host
+callbacks, so the persistent cache can store them.
+
+Float64 buckets are traced, compiled and run under a scoped `jax.enable_x64(True)` and float32 ones
+under `jax.enable_x64(False)`, so a float64 sweep changes nothing for the rest of the process and
+a float32 program is the same (and the same cache entry) whatever the process's x64 setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import Any
+
+import jax
+
+from . import cpu
+from .train import ProgramSpec, make_segment
+
+_compiled: dict[tuple, Any] = {}
+_stats = {"compiles": 0, "compile_s": 0.0, "cache_hits": 0}
+_lock = threading.Lock()
+_listening = [False]
+_rejected_options: set = set()  # option names this jaxlib did not accept (compiled without them)
+
+
+def compile_count() -> int:
+    """How many programs this process has compiled or loaded from the persistent cache (a sweep that
+    only changes numbers adds none)."""
+    return _stats["compiles"]
+
+
+def cache_hits() -> int:
+    """How many of those came from JAX's persistent compilation cache."""
+    return _stats["cache_hits"]
+
+
+def clear_cache() -> None:
+    """Forget this process's compiled programs (the persistent cache on disk is untouched)."""
+    _compiled.clear()
+
+
+def _on_event(event: str, **_kw) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        with _lock:
+            _stats["cache_hits"] += 1
+
+
+def _listen() -> None:
+    if not _listening[0]:
+        _listening[0] = True
+        with contextlib.suppress(Exception):
+            jax.monitoring.register_event_listener(_on_event)
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("JAXFIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxfit", "xla")
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Turn on JAX's persistent compilation cache, so programs survive the process: a rerun, a
+    resume or the next sweep of the same shapes loads them instead of compiling. From Python:
+    `jaxfit.enable_compilation_cache()` before the first sweep (the command line does it unless
+    `--no-cache`). Returns the directory (default ~/.cache/jaxfit/xla, or $JAXFIT_CACHE_DIR)."""
+    path = path or default_cache_dir()
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def x64_scope(dtype: str):
+    """The x64 setting a bucket of this dtype is traced, compiled and run under."""
+    return jax.enable_x64(dtype == "float64")
+
+
+def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict):
+    """(cache key, blocks, options, groups) of a chunk program."""
+    from .engine import mesh_sharding
+
+    devices = jax.devices()
+    platform = devices[0].platform
+    groups = len(devices) if mesh_sharding(chunk)[0] is not None else 1  # one group per device shard
+    blocks = cpu.block_sizes(spec, chunk, groups, platform)
+    options = {k: v for k, v in cpu.cpu_options(spec, platform).items() if k not in _rejected_options}
+    key = (spec, chunk, seg, tuple(sorted(flags.items())), tuple(devices), blocks, tuple(sorted(options.items())))
+    return key, blocks, options, groups
+
+
+def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "highest", inputs: tuple = (),
+        record_steps: bool = False):
+    """(compiled program, seconds spent compiling or loading it, how: "process" | "disk" | "compiled").
+    Call inside `x64_scope(spec.dtype)`. `inputs`: the names of the optional inputs present."""
+    _listen()
+    flags = {"precision": precision, "inputs": tuple(sorted(inputs)), "record_steps": record_steps}
+    key, blocks, options, groups = program_key(spec, chunk, seg, flags)
+    with _lock:
+        hit = _compiled.get(key)
+    if hit is not None:
+        return hit, 0.0, "process"
+    program = make_segment(spec, seg, train_block=blocks[0], eval_block=blocks[1], groups=groups,
+                           record_steps=record_steps)
+    h0 = _stats["cache_hits"]
+    t0 = time.perf_counter()
+    with jax.default_matmul_precision(precision):
+        lowered = jax.jit(program).lower(*args)
+        try:
+            compiled = lowered.compile(compiler_options=options) if options else lowered.compile()
+        except Exception:  # an XLA without these (experimental) options: compile without them
+            if not options:
+                raise
+            _rejected_options.update(options)
+            compiled = lowered.compile()
+    dt = time.perf_counter() - t0
+    with _lock:
+        _stats["compiles"] += 1
+        _stats["compile_s"] += dt
+        _compiled[key] = compiled
+    return compiled, dt, ("disk" if _stats["cache_hits"] > h0 else "compiled")
+
+
+def memory_of(compiled) -> int | None:
+    with contextlib.suppress(Exception):
+        m = compiled.memory_analysis()
+        return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+    return None
