@@ -98,9 +98,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resumed = sum(p["resumed"] for p in m["plans"])
         if resumed:
             print(f"resumed {resumed} finished chunk(s) from {os.path.join(out, data.name, 'chunks')}")
-        print(f"{len(configs)} configs in {len(m['plans'])} buckets: compile {m['compile_s']:.1f} s "
-              f"({m['compiles']} programs), run {m['run_s']:.1f} s, "
-              f"{steps / max(m['run_s'], 1e-9):,.0f} model-steps/s, {int(result.diverged.sum())} diverged", flush=True)
+        print(f"{len(configs)} configs in {m['programs']} program(s) (fuse={m['fuse']}: the planner's estimate "
+              f"of compile + run time decides what shares a program): compile {m['compile_s']:.1f} s "
+              f"({m['programs_compiled']} compiled, {m['programs_from_disk']} from the disk cache), "
+              f"run {m['run_s']:.1f} s, {steps / max(m['run_s'], 1e-9):,.0f} model-steps/s, "
+              f"{int(result.diverged.sum())} diverged", flush=True)
+        for row, p in zip(m["plan"], m["plans"]):
+            archs = " ".join("x".join(map(str, h)) or "linear" for h in row["architectures"])
+            print(f"  program {row['bucket'] + 1}: {row['configs']} configs; nets {archs} padded to "
+                  f"{'x'.join(map(str, row['padded_hidden'])) or 'linear'}; {','.join(row['activations'])}; "
+                  f"{','.join(row['optimizers'])}; estimated {row['estimate_compile_s']:.1f} s compile + "
+                  f"{row['estimate_run_s']:.1f} s run, measured {p['compile_s']:.1f} s ({p['source'] or 'resumed'}) + "
+                  f"{p['run_s']:.1f} s", flush=True)
         by = _varying(result.table, [f.name for f in __import__("dataclasses").fields(jaxfit.Config)
                                      if f.name != "seed"])
         best = result.best(args.metric, k=args.top, by=by or None)
