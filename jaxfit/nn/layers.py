@@ -268,14 +268,19 @@ def init(arch: Arch, key: jax.Array, dtype, *, fourier_scale=1.0, x_train=None, 
     return params, state
 
 
+def slot_shapes(arch: Arch) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of each dense slot of the padded network: the hidden layers, then the output
+    layer in slot `depth`."""
+    return list(zip(arch.widths[:-1], arch.widths[1:]))
+
+
 def _fused_dense(arch: Arch, key, dtype, s: Struct) -> list[dict]:
     """The dense layers of one network in a fused Arch. The config alone draws its `total` numbers
     in one draw and cuts them layer by layer (w then b); here one draw of the Arch's largest total
     is made (its first `total` numbers are the config's own draw) and each weight gathered from the
     config's own flat position, so real units get bitwise the values they get alone."""
     D = arch.depth
-    pads = list(zip(arch.widths[:-1], arch.widths[1:]))
-    pads = pads[:D] + [(arch.widths[D], arch.num_outputs)]  # slot D: the output layer
+    pads = slot_shapes(arch)
     total_max = sum(o * i + o for i, o in pads)
     families = sorted({"uniform" if k in ("torch", "glorot_uniform") else "normal" for k in arch.inits})
     draws = {}
@@ -314,8 +319,7 @@ def _fused_dense(arch: Arch, key, dtype, s: Struct) -> list[dict]:
 def dense_masks(arch: Arch, s: Struct) -> list[dict]:
     """1 where a dense slot's weight or bias belongs to the config's own network, else 0 (bool)."""
     D = arch.depth
-    pads = list(zip(arch.widths[:-1], arch.widths[1:]))
-    pads = pads[:D] + [(arch.widths[D], arch.num_outputs)]
+    pads = slot_shapes(arch)
     active = jnp.concatenate([jnp.arange(D) < s.depth, jnp.ones((1,), bool)])
     out = []
     for slot, (wi, wo) in enumerate(pads):
@@ -351,8 +355,7 @@ def pad_tree(arch: Arch, c, params: dict, state: dict, dtype) -> tuple[dict, dic
     BatchNorm ones and zeros)."""
     state = state or {}
     D = arch.depth
-    pads = list(zip(arch.widths[:-1], arch.widths[1:]))
-    pads = pads[:D] + [(arch.widths[D], arch.num_outputs)]
+    pads = slot_shapes(arch)
     dense = [{"w": np.zeros((wo, wi), dtype), "b": np.zeros((wo,), dtype)} for wi, wo in pads]
     cols0 = _col_map(arch, c, arch.num_features)
     for layer, slot in enumerate(_slots(c, arch)):
