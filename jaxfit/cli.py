@@ -91,7 +91,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         print(f"\n== {data.name}: n_train={data.n_train}, n_val={data.n_val}, classes={data.num_classes}", flush=True)
         result = jaxfit.sweep(data, configs, progress=not args.no_progress,
-                              checkpoint_dir=os.path.join(out, data.name, "chunks"))
+                              checkpoint_dir=os.path.join(out, data.name, "chunks"), fuse=args.fuse)
         path = result.save(os.path.join(out, data.name))
         m = result.meta
         steps = m["model_steps"]
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run in an existing --out: chunks it finished are loaded, not retrained")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    s.add_argument("--fuse", choices=["auto", "none", "all"], default="auto",
+                   help="which configs share a compiled program: auto (the planner's cost model, default), none "
+                        "(one program per structure) or all (one per batch size, dtype and output width)")
     s.set_defaults(func=cmd_sweep)
 
     q = sub.add_parser("parity", help="replay a task or config in jaxfit and PyTorch and compare epoch by epoch",

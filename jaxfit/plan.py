@@ -12,7 +12,8 @@ minimise the total:
 
     estimated seconds of a bucket = compile + run
     compile = COMPILE_S[platform] * (1 + BRANCH_COST * extra branches)
-    run     = configs * longest epochs * steps per epoch * (STEP_S + FLOPs per step / RATE)
+    run     = configs * longest epochs * steps per epoch
+              * (STEP_S + ELEM_S * batch * units * branches + FLOPs per step / RATE)
 
 FLOPs per step count a padded network's forward and backward (6 * batch * weights) plus the
 per-epoch evaluation. The constants are per platform, measured on this project's 2-core CPU
@@ -34,12 +35,14 @@ from .train import ProgramSpec, effective_batch, num_outputs
 
 FUSE_MODES = ("auto", "none", "all")
 
-# Cost model constants per platform (seconds; FLOP/s). CPU: measured on the 2-core AMD EPYC of this
-# project (jax 0.10.2, two host devices): a small bucket's program compiles in about 2.5 s; the
-# document-1 net trains at ~45 M model-steps/s (STEP_S) and the 2-64-64-3 net at ~50 GFLOP/s (RATE).
+# Cost model constants per platform (seconds; FLOP/s). CPU: fitted on this project's 2-core CPU
+# (jax 0.10.2, two host devices) to the default sweep's two fused programs (2-64-3: 7.7 us per
+# config-step, mostly elementwise work over batch x units; 2-64-64-64-3: 27 us, mostly products) and
+# document 1's net (22 ns per step at batch 1); a small program compiles in about 3 s. GPU: guesses
+# (no GPU measurement yet), kept so a plan can be made there; the measured times are recorded beside.
 COST = {
-    "cpu": {"compile_s": 2.5, "branch": 0.08, "step_s": 2.2e-8, "rate": 5e10},
-    "gpu": {"compile_s": 1.5, "branch": 0.05, "step_s": 1e-10, "rate": 2e13},
+    "cpu": {"compile_s": 3.0, "branch": 0.08, "step_s": 1e-8, "elem_s": 1.5e-9, "rate": 1e11},
+    "gpu": {"compile_s": 1.5, "branch": 0.05, "step_s": 1e-10, "elem_s": 1e-13, "rate": 2e13},
 }
 
 
@@ -116,7 +119,8 @@ def estimate(spec: ProgramSpec, n_configs: int, platform: str) -> dict:
     k = cost_constants(platform)
     compile_s = k["compile_s"] * (1 + k["branch"] * branches(spec))
     steps = n_configs * spec.epochs * spec.steps_per_epoch
-    run_s = steps * (k["step_s"] + flops_per_step(spec) / k["rate"])
+    elems = spec.batch * sum(spec.arch.widths) * (1 + 0.5 * (len(spec.arch.activations) - 1))
+    run_s = steps * (k["step_s"] + k["elem_s"] * elems + flops_per_step(spec) / k["rate"])
     return {"compile_s": compile_s, "run_s": run_s}
 
 
