@@ -203,6 +203,11 @@ def test_planner_keeps_a_tiny_net_apart_from_big_ones():
 def test_float64_sweep_leaves_x64_off_and_float32_programs_cached(small):
     """x64 is scoped to float64 buckets: the process setting is unchanged after a float64 sweep, and
     a float32 bucket compiled before it is not compiled again after it."""
+    with jax.enable_x64(False):  # as a user's process: x64 off
+        _x64_scope_checks(small)
+
+
+def _x64_scope_checks(small):
     assert not jax.config.jax_enable_x64
     c32 = [Config(hidden=(4,), epochs=2, seed=s) for s in range(2)]
     jaxfit.sweep(small, c32)

@@ -11,7 +11,14 @@ from jaxfit import Config
 from jaxfit.datasets import from_arrays
 from jaxfit.nn import layers
 
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    """These checks compare with float64 hand computations: x64 for this module's tests only (the rest
+    of the suite runs as users do, x64 off; jaxfit scopes x64 to its float64 buckets itself)."""
+    with jax.enable_x64(True):
+        yield
 
 
 def softmax(z):
