@@ -357,9 +357,29 @@ def _tuple_is_value(v: tuple) -> bool:
 
 
 def _check_fields(names: Iterable[str], where: str) -> None:
+    import difflib
+
     unknown = sorted(set(names) - FIELD_NAMES)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; the fields are {sorted(FIELD_NAMES)}")
+        near = {u: difflib.get_close_matches(u, sorted(FIELD_NAMES), n=1) for u in unknown}
+        hint = "; ".join(f"{u!r}: did you mean {m[0]!r}?" for u, m in near.items() if m)
+        raise ValueError(f"{where}: unknown field(s) {unknown}{' (' + hint + ')' if hint else ''}; "
+                         f"the fields are {sorted(FIELD_NAMES)}")
+
+
+def _check_hidden_axis(v: Any, where: str) -> Any:
+    """An axis of `hidden` must list whole width tuples: a flat list of ints is ambiguous (one net of
+    several layers, or several one-layer nets?) and is refused. Lists inside (from TOML) become tuples."""
+    if isinstance(v, range) or (isinstance(v, list) and any(_is_int(x) for x in v)):
+        shown = list(v)
+        raise ValueError(
+            f"{where}: hidden={shown} is ambiguous: a flat list of integers is refused. For ONE network with "
+            f"these layers write hidden={tuple(shown)} in Python (TOML: hidden = [{shown}]); for one "
+            f"one-layer network per width write hidden={[(x,) for x in shown]} (TOML: hidden = "
+            f"{[[x] for x in shown]})")
+    if isinstance(v, list):
+        return [tuple(x) if isinstance(x, list) else x for x in v]
+    return v
 
 
 def _drop_unused(d: dict[str, Any]) -> dict[str, Any]:
@@ -411,6 +431,8 @@ def grid(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None, /,
     for sub in subgrids:
         merged = {**axes, **sub}
         _check_fields(merged, "grid")
+        if "hidden" in merged:
+            merged["hidden"] = _check_hidden_axis(merged["hidden"], "grid")
         names = list(merged)
         values = [list(merged[n]) if _is_axis(merged[n]) else [merged[n]] for n in names]
         for n, v in zip(names, values):
@@ -466,6 +488,8 @@ def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
     if not _is_int(n) or n < 1:
         raise ValueError(f"sample: n={n!r} must be a positive integer")
     _check_fields(distributions, "sample")
+    if "hidden" in distributions:
+        distributions = {**distributions, "hidden": _check_hidden_axis(distributions["hidden"], "sample")}
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):

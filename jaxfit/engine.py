@@ -356,7 +356,8 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     first = True
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
     for ci, members in enumerate(plan.chunks):
-        key = store.key(data.fingerprint(), [configs[i] for i in members]) if store is not None else None
+        key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision)
+               if store is not None else None)
         saved = store.get(key) if store is not None else None
         if saved is not None:
             for i, o in zip(members, saved):

@@ -5,7 +5,12 @@ On disk (one directory):
     table.parquet  one row per config: every config field, final and best metrics, divergence
     curves.npz     metric -> [configs, epochs] (NaN past a config's own epochs)
     params.npz     "<i>/params/<path>" and "<i>/state/<path>" -> final arrays of config i
+    table.csv      the same table as CSV
     meta.json      dataset name and fingerprint, chunk plans, timings, versions, device
+    manifest.json  written last: format version, every file above with its size and sha256, the number
+                   of configs, a sha256 of the configs, the dataset fingerprint. `load` checks it all and
+                   refuses (ValueError, one line) a directory that is incomplete or mixed, e.g. by a save
+                   killed half way over an earlier result.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import pandas as pd
 from .config import Config
 from .train import METRICS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.csv
 HIGHER_IS_BETTER = {"train_acc", "val_acc"}
 
 
@@ -219,42 +224,169 @@ class SweepResult:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> str:
+        """Write the result to directory `path` (see the module docstring). Every file is written
+        atomically (fsio) and `manifest.json` last, listing each file's size and sha256: a save that is
+        interrupted (killed, disk full) leaves a directory that `load` refuses, never a silent mix.
+        Raises fsio.OutputError (one line) when a file cannot be written."""
+        from . import fsio
+
         path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, "configs.json"), "w") as f:
-            json.dump([c.to_dict() for c in self.configs], f, indent=1)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise fsio.OutputError(f"cannot create output directory {path}: {fsio.reason(e)}") from e
+        fsio.remove_stale_temporaries(path)  # left by an earlier save killed mid-write
+        j = lambda name: os.path.join(path, name)  # noqa: E731
+        written = {}
+        written["configs.json"] = fsio.write_json(j("configs.json"), [c.to_dict() for c in self.configs])
         tab = self.table.copy()
         for col in ("hidden", "betas"):
             tab[col] = tab[col].map(list)
-        tab.to_parquet(os.path.join(path, "table.parquet"))
-        np.savez_compressed(os.path.join(path, "curves.npz"), **self.curves)
+        written["table.parquet"] = fsio.write_parquet(j("table.parquet"), tab)
+        written["table.csv"] = fsio.write_csv(j("table.csv"), tab)
+        written["curves.npz"] = fsio.write_npz(j("curves.npz"), self.curves, compressed=True)
+        written["params.npz"] = fsio.write_npz(j("params.npz"), self._flat_params(), compressed=True)
+        written["meta.json"] = fsio.write_json(j("meta.json"), {"format_version": FORMAT_VERSION, **self.meta},
+                                               default=str)
+        from .checkpoint import configs_sha256
+
+        manifest = {
+            "format": "jaxfit-result", "format_version": FORMAT_VERSION,
+            "files": {name: {"bytes": w.size, "sha256": w.sha256} for name, w in written.items()},
+            "n_configs": len(self), "configs_sha256": configs_sha256(self.configs),
+            "dataset_fingerprint": self.meta.get("dataset", {}).get("fingerprint"),
+        }
+        fsio.write_json(j(MANIFEST), manifest)  # last: its presence means every file above is complete
+        return path
+
+    def _flat_params(self) -> dict[str, np.ndarray]:
         flat = {}
         for i in range(len(self)):
             flat.update({f"{i}/params/{k}": v for k, v in _flatten(self._params[i]).items()})
             flat.update({f"{i}/state/{k}": v for k, v in _flatten(self._model_states[i]).items()})
-        np.savez_compressed(os.path.join(path, "params.npz"), **flat)
-        with open(os.path.join(path, "meta.json"), "w") as f:
-            json.dump({"format_version": FORMAT_VERSION, **self.meta}, f, indent=1, default=str)
-        return path
+        return flat
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SweepResult":
+        """Read a directory written by `save`, after checking it against its manifest: a missing,
+        truncated, changed or mismatched file raises ValueError naming the directory and the problem."""
         path = os.fspath(path)
-        with open(os.path.join(path, "configs.json")) as f:
-            configs = [Config.from_dict(d) for d in json.load(f)]
-        with open(os.path.join(path, "meta.json")) as f:
-            meta = json.load(f)
-        with np.load(os.path.join(path, "curves.npz")) as z:
-            curves = {k: z[k] for k in z.files}
-        per: list[dict[str, dict]] = [{"params": {}, "state": {}} for _ in configs]
-        with np.load(os.path.join(path, "params.npz")) as z:
-            for k in z.files:
-                i, kind, rest = k.split("/", 2)
-                per[int(i)][kind][rest] = z[k]
+        manifest = _check_manifest(path)
+        no = lambda what: ValueError(f"cannot load {path}: {what}")  # noqa: E731
+        n = manifest["n_configs"]
+        from .checkpoint import configs_sha256
+
+        try:
+            with open(os.path.join(path, "configs.json")) as f:
+                configs = [Config.from_dict(d) for d in json.load(f)]
+            with open(os.path.join(path, "meta.json")) as f:
+                meta = json.load(f)
+        except (OSError, ValueError, TypeError) as e:
+            raise no(f"configs.json or meta.json unreadable ({' '.join(str(e).split())})") from e
+        if len(configs) != n:
+            raise no(f"configs.json holds {len(configs)} configs, manifest.json {n}")
+        if configs_sha256(configs) != manifest.get("configs_sha256"):
+            raise no("configs.json does not match the configs hash in manifest.json")
+        fp = meta.get("dataset", {}).get("fingerprint") if isinstance(meta, dict) else None
+        if fp != manifest.get("dataset_fingerprint"):
+            raise no(f"meta.json names dataset fingerprint {fp!r}, manifest.json {manifest.get('dataset_fingerprint')!r}")
+        try:
+            with np.load(os.path.join(path, "curves.npz"), allow_pickle=False) as z:
+                curves = {k: z[k] for k in z.files}
+            per: list[dict[str, dict]] = [{"params": {}, "state": {}} for _ in configs]
+            held = set()
+            with np.load(os.path.join(path, "params.npz"), allow_pickle=False) as z:
+                for k in z.files:
+                    i, kind, rest = k.split("/", 2)
+                    held.add(int(i))
+                    if int(i) < n:
+                        per[int(i)][kind][rest] = z[k]
+        except Exception as e:  # hashes matched, so only a file written wrongly gets here
+            raise no(f"curves.npz or params.npz unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
+        missing = [m for m in METRICS if m not in curves]
+        if missing:
+            raise no(f"curves.npz lacks {', '.join(missing)}")
+        for m in METRICS:
+            if curves[m].ndim != 2 or curves[m].shape[0] != n:
+                raise no(f"curves.npz: {m} holds {curves[m].shape[0] if curves[m].ndim else 0} configs, "
+                         f"configs.json {n}")
+        if held != set(range(n)):
+            raise no(f"params.npz: holds {len(held)} configs, configs.json {n}")
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.ParquetFile(os.path.join(path, "table.parquet")).metadata.num_rows
+        except Exception as e:
+            raise no(f"table.parquet unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
+        if rows != n:
+            raise no(f"table.parquet: holds {rows} configs, configs.json {n}")
         params = [_unflatten(p["params"]) for p in per]
         states = [_unflatten(p["state"]) for p in per]
         meta.pop("format_version", None)
         return cls(configs, curves, params, states, meta)
+
+
+MANIFEST = "manifest.json"
+RESULT_FILES = ("configs.json", "table.parquet", "table.csv", "curves.npz", "params.npz", "meta.json")
+
+
+def _check_manifest(path: str) -> dict:
+    """Read `path`/manifest.json and check every file it lists (present, size, sha256); the manifest."""
+    from . import fsio
+
+    no = lambda what: ValueError(f"cannot load {path}: {what}")  # noqa: E731
+    if not os.path.isdir(path):
+        raise no("no such directory" if not os.path.exists(path) else "not a directory")
+    mfile = os.path.join(path, MANIFEST)
+    if not os.path.exists(mfile):
+        raise no(_why_no_manifest(path))
+    try:
+        with open(mfile, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+        files = manifest["files"]
+        version = manifest["format_version"]
+        n = manifest["n_configs"]
+        if not isinstance(files, dict) or not isinstance(n, int):
+            raise ValueError("bad field types")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise no(f"manifest.json unreadable ({type(e).__name__}: {' '.join(str(e).split())}; "
+                 "an interrupted save?)") from e
+    if version != FORMAT_VERSION:
+        raise no(f"manifest.json has format_version {version!r}; this jaxfit reads {FORMAT_VERSION}")
+    for name in RESULT_FILES:
+        if name not in files:
+            raise no(f"manifest.json does not list {name}")
+    for name, rec in files.items():
+        file = os.path.join(path, name)
+        if os.path.basename(name) != name:
+            raise no(f"manifest.json lists {name!r}, not a file name")
+        if not os.path.isfile(file):
+            raise no(f"{name}: missing (listed in manifest.json)")
+        size, digest = fsio.sha256_file(file)
+        if size != rec.get("bytes"):
+            raise no(f"{name}: {size} bytes, manifest.json says {rec.get('bytes')} (truncated, or replaced by an "
+                     "interrupted save?)")
+        if digest != rec.get("sha256"):
+            raise no(f"{name}: sha256 mismatch with manifest.json (changed, or replaced by an interrupted save?)")
+    return manifest
+
+
+def _why_no_manifest(path: str) -> str:
+    present = [f for f in RESULT_FILES if os.path.exists(os.path.join(path, f))]
+    if not present:
+        return "missing manifest.json: no jaxfit result here"
+    version = None
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            version = json.load(f).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        pass
+    old = ("configs.json", "table.parquet", "curves.npz", "params.npz", "meta.json")
+    if isinstance(version, int) and version < FORMAT_VERSION and all(f in present for f in old):
+        return (f"it was saved by an older jaxfit (format_version {version}) before results carried a manifest.json, "
+                "so it cannot be checked: rebuild it by rerunning the same sweep with the same --out and --resume "
+                "(its finished chunks are reused), or with jaxfit.sweep(..., checkpoint_dir=...) and save()")
+    return "missing manifest.json (an interrupted save?)"
 
 
 def cpu_name() -> str:

@@ -34,3 +34,12 @@ def test_verdict_fails_and_names_the_first_epoch():
 def test_bad_target_exits_2(capsys):
     assert main(["parity", "no_such_task"]) == 2
     assert "neither a task" in capsys.readouterr().err
+
+
+def test_steps_over_the_limit_exits_2(capsys):
+    # 120 points one at a time for 200 epochs: 24,000 steps, refused before anything trains
+    assert main(["parity", "hidden=8 batch_size=1 epochs=200", "--n", "120", "--steps"]) == 2
+    err = capsys.readouterr().err
+    assert "limit of 20,000" in err and "24,000 steps" in err
+    assert main(["parity", "hidden=8 epochs=1", "--steps", "--rows", "1"]) == 2
+    assert "--rows=1 is invalid" in capsys.readouterr().err

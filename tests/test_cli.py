@@ -24,23 +24,27 @@ def test_spec_file(tmp_path, capsys):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["sweep", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "jaxfit: error: Config.epochs=0 is invalid: must be an integer >= 1"
+    assert err.strip() == "jaxfit: error: --epochs=0 is invalid: must be at least 1"
     assert main(["sweep", "--datasets", "nope", "--quick"]) == 2
-    assert "allowed names" in capsys.readouterr().err
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written before validation passed
 
 
-def test_existing_out_needs_resume_and_resume_reuses_chunks(tmp_path, capsys):
+def test_same_sweep_resumes_and_another_sweep_is_refused(tmp_path, capsys):
     args = ["sweep", "--quick", "--datasets", "sum_bin", "--n", "100", "--epochs", "1", "--out", str(tmp_path / "r"),
             "--no-progress", "--no-cache"]
     assert main(args) == 0
     first = jaxfit.SweepResult.load(tmp_path / "r" / "sum_bin")
     capsys.readouterr()
-    assert main(args) == 2
-    assert "--resume" in capsys.readouterr().err
-    assert main(args + ["--resume"]) == 0
+    assert main(args) == 0  # the same sweep into the same directory: resumed
+    out = capsys.readouterr().out
     chunks = sum(len(p["chunks"]) for p in first.meta["plans"])
-    assert f"resumed {chunks} finished chunk(s)" in capsys.readouterr().out
+    assert "resuming the sweep" in out and f"resumed {chunks} finished chunk(s)" in out
     again = jaxfit.SweepResult.load(tmp_path / "r" / "sum_bin")
     import numpy as np
     np.testing.assert_array_equal(first.curves["val_loss"], again.curves["val_loss"])
+    other = [a if a != "1" else "2" for a in args]  # another sweep (2 epochs) into the same directory
+    assert main(other) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+    assert main(other + ["--force"]) == 0
+    assert jaxfit.SweepResult.load(tmp_path / "r" / "sum_bin").configs[0].epochs == 2

@@ -18,6 +18,16 @@ nn.Dropout uses). `dropout_masks[e][s][k]` is the 0/1 mask [batch, width_k] of h
 step s of epoch e, its rows aligned with `batch_order[e, s]` (rows where batch_order is -1 are
 ignored); an array [epochs, steps, n_hidden, batch, width] does when the hidden widths are equal.
 The parity tests build the masks from the keys jaxfit draws its own from.
+
+Recording a run: `record_dropout=True` keeps the masks nn.Dropout draws itself (its own RNG, no
+masks injected) as `TorchResult.dropout_masks`, in the format above (rows aligned with the batch
+order, rows of padding all ones), so jaxfit can replay PyTorch's own dropout
+(`jaxfit.train(..., batch_order=t.batch_order, dropout_masks=t.dropout_masks)`). A forward pre-hook
+saves the global RNG state before each nn.Dropout call; the forward hook redraws the mask from a
+generator set to that state (nn.Dropout on CPU: `empty_like(x).bernoulli_(1 - p)`, divided by
+1 - p, times x) and asserts that it reproduces the module's output bit for bit, so a recorded mask
+is the module's own draw or the run stops. `record_params=True` keeps the parameters after every
+optimizer step (`TorchResult.step_params[e][s]`, jaxfit's layout).
 """
 
 from __future__ import annotations
@@ -46,6 +56,10 @@ class TorchResult:
     model: nn.Module  # the trained model (left in eval mode)
     batch_order: np.ndarray  # [epochs, steps, batch] int32: the rows each step used (-1 pads)
     lrs: np.ndarray = field(default=None)  # [epochs] float64: the learning rate each epoch used
+    # with record_dropout: masks[e][s][k] 0/1 [batch, hidden[k]] nn.Dropout's own draw (None without dropout)
+    dropout_masks: list | None = None
+    # with record_params: step_params[e][s] = jaxfit-layout params (NumPy) after step s of epoch e
+    step_params: list | None = None
 
     def params(self) -> dict:
         return to_params(self.model.state_dict(), self.config)[0]
@@ -133,7 +147,71 @@ class _MaskedDropout:
             h.remove()
 
 
-def train(data, config, *, params=None, model_state=None, batch_order=None, dropout_masks=None) -> TorchResult:
+class _RecordedDropout:
+    """Hooks that record the mask each nn.Dropout draws itself (training mode), proving each one.
+
+    nn.Dropout on CPU computes noise = empty_like(x).bernoulli_(1 - p); noise.div_(1 - p); x * noise
+    from the global generator. The pre-hook saves that generator's state; the hook redraws the same
+    Bernoulli numbers from a private generator set to it and asserts x * (mask / (1 - p)) equals the
+    module's output exactly (torch.equal). `current[k]` is layer k's 0/1 mask of the last forward pass;
+    `checked` counts the masks proven so."""
+
+    def __init__(self, model: nn.Module):
+        self.mods = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        self.states: dict[int, torch.Tensor] = {}
+        self.current: list[np.ndarray | None] = [None] * len(self.mods)
+        self.checked = 0
+        self.handles = []
+        for k, m in enumerate(self.mods):
+            self.handles.append(m.register_forward_pre_hook(self._pre(k)))
+            self.handles.append(m.register_forward_hook(self._post(k)))
+
+    def _pre(self, k):
+        def pre(mod, inputs):
+            if mod.training:
+                self.states[k] = torch.get_rng_state()
+        return pre
+
+    def _post(self, k):
+        def hook(mod, inputs, output):
+            if not mod.training:
+                return None
+            inp = inputs[0]
+            g = torch.Generator()
+            g.set_state(self.states.pop(k))
+            with torch.no_grad():
+                mask = torch.empty_like(inp).bernoulli_(1 - mod.p, generator=g)
+                same = torch.equal(inp * (mask / (1 - mod.p)), output)
+            if not same:
+                raise AssertionError(f"record_dropout: the mask redrawn for dropout layer {k} does not reproduce "
+                                     "nn.Dropout's output (its implementation differs from "
+                                     "empty_like(x).bernoulli_(1 - p) on this device / version)")
+            self.checked += 1
+            self.current[k] = mask.detach().cpu().numpy().astype(np.float64)
+            return None
+        return hook
+
+    def take(self, row: np.ndarray, widths) -> list[np.ndarray]:
+        """The masks of the last forward pass as [batch, width] arrays aligned with the batch order's
+        `row` (its rows where the order is -1: ones)."""
+        out = []
+        keep = np.asarray(row) >= 0
+        for k, w in enumerate(widths):
+            m = np.ones((len(keep), w), np.float64)
+            if self.current[k] is None:
+                raise AssertionError(f"record_dropout: dropout layer {k} did not run in this step")
+            m[keep] = self.current[k]
+            out.append(m)
+        self.current = [None] * len(self.mods)
+        return out
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def train(data, config, *, params=None, model_state=None, batch_order=None, dropout_masks=None,
+          record_dropout: bool = False, record_params: bool = False) -> TorchResult:
     """Train `config` on `data` (a `jaxfit.datasets.Dataset`) with PyTorch. See the module docstring."""
     dtype = torch_dtype(config)
     x = torch.as_tensor(np.array(data.x_train), dtype=dtype)
@@ -181,6 +259,22 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
         if batch_order is None:
             raise ValueError("dropout_masks need an explicit batch_order (the masks are aligned with its rows)")
         masked = _MaskedDropout(model)
+    recorder = None
+    recorded: list[list] | None = None
+    if record_dropout:
+        if dropout_masks is not None:
+            raise ValueError("record_dropout records nn.Dropout's own masks: do not also pass dropout_masks")
+        recorder = _RecordedDropout(model)
+        if not recorder.mods:
+            recorder.remove()
+            recorder = None
+        else:
+            recorded = [[] for _ in range(config.epochs)]
+            if len(recorder.mods) != len(config.hidden):
+                recorder.remove()
+                raise ValueError(f"record_dropout: {len(recorder.mods)} nn.Dropout modules for "
+                                 f"{len(config.hidden)} hidden layers")
+    step_params: list[list] | None = [[] for _ in range(config.epochs)] if record_params else None
 
     curves = {m: np.full(config.epochs, np.nan) for m in METRICS}
     step_losses: list[float] = []
@@ -208,6 +302,10 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
                 loss = loss_fn(out, y[idx_t])
                 loss.backward()
                 opt.step()
+                if recorder is not None:
+                    recorded[e].append(recorder.take(order[e, s], config.hidden))
+                if step_params is not None:
+                    step_params[e].append(to_params(model.state_dict(), config)[0])
                 lv = loss.item()
                 step_losses.append(lv)
                 tot += lv * len(idx_t)
@@ -229,9 +327,11 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     finally:
         if masked is not None:
             masked.remove()
+        if recorder is not None:
+            recorder.remove()
     model.eval()
     return TorchResult(config=config, curves=curves, step_losses=np.asarray(step_losses, np.float64), model=model,
-                       batch_order=order.astype(np.int32), lrs=lrs)
+                       batch_order=order.astype(np.int32), lrs=lrs, dropout_masks=recorded, step_params=step_params)
 
 
 def _train_curves(args) -> dict[str, np.ndarray]:

@@ -509,7 +509,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
         if arch.use_dropout and train:
             keep = 1 - dropout_rate
             if dropout_masks is not None:
-                m = dropout_masks[i].astype(h.dtype)
+                m = dropout_masks[i][:, :width].astype(h.dtype)  # given masks are padded to the widest layer
             else:
                 own = width if s is None or not arch.padded else s.widths[i]
                 m = dropout_keep(jax.random.fold_in(dropout_key, i), keep, h.shape[0], own, width).astype(h.dtype)

@@ -1,0 +1,415 @@
+"""Sweep files: a TOML spec -> datasets and configs, every table and key used or refused.
+
+    [sweep]                      # optional
+    name = "sum-mod-study"       # names the default output directory (else the file's name)
+    metric = "val_acc"           # ranking metric of the printed table
+    top = 10
+
+    [[data]]                     # a built-in generator; any argument may be a list: an axis
+    name = "sum_mod"
+    n = [2000, 20000]
+    seed = 0
+
+    [[data]]                     # or the user's own file: CSV / Parquet (a label column) or npz (arrays)
+    file = "points.csv"          # relative to the spec file
+    label = "y"                  # the label column (npz: the label array's name, default "y")
+    features = ["x0", "x1"]      # optional (default: every other column; npz: array "x")
+    val_fraction = 0.2           # optional held-out share (seeded by `seed`, default 0)
+
+    [grid]                       # fixed fields are scalars, axes are lists; widths are lists of lists:
+    hidden = [[16], [64, 64]]    # two configs (one layer of 16; two of 64). hidden = [64, 64] is refused.
+    lr = [0.001, 0.01]
+    seed = [0, 1, 2]
+    # or [[grid]] tables: conditional sub-grids (each its own product), as jaxfit.grid([...])
+
+    [sample]                     # or a random search, as jaxfit.sample
+    count = 50
+    seed = 0
+    lr = { log_uniform = [1e-4, 1e-1] }
+    dropout = { uniform = [0.0, 0.5] }
+    epochs = { int_uniform = [10, 40] }
+    activation = { choice = ["relu", "tanh"] }
+    hidden = { choice = [[16], [64, 64]] }
+
+Errors are ValueErrors whose message starts with "<file>:<line>:" and names the table or key, with
+the nearest valid name for a typo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import config as cfgmod
+from .config import Config
+from .datasets import DATASETS, Dataset
+
+TOP_TABLES = ("sweep", "data", "grid", "sample")
+SWEEP_KEYS = ("name", "metric", "top")
+FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name")
+DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
+SMOKE = {"epochs": 2, "seeds": 1, "n": 200, "configs": 8}
+
+
+@dataclass
+class DataRun:
+    """One dataset of a sweep: a generator with its arguments, or a user's file."""
+
+    label: str  # directory name of its results, e.g. "sum_mod-n2000-seed0"
+    generator: str | None
+    args: dict[str, Any]
+    file: dict[str, Any] | None = None
+
+    def load(self) -> Dataset:
+        if self.generator is not None:
+            return DATASETS[self.generator](**self.args)
+        return _load_file(**self.file)
+
+    def columns(self) -> dict[str, Any]:
+        """This run's dataset arguments as table columns."""
+        cols: dict[str, Any] = {"data": self.generator or os.path.basename(self.file["file"])}
+        for k, v in (self.args if self.generator else {}).items():
+            cols[f"data_{k}"] = v
+        return cols
+
+
+@dataclass
+class SweepSpec:
+    path: str | None
+    text: str
+    title: str
+    data: list[DataRun]
+    configs: list[Config]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of what the sweep trains (the spec's content and the options that change it)."""
+        blob = repr((self.text, [(d.generator, sorted(d.args.items()), d.file) for d in self.data],
+                     [c.to_dict() for c in self.configs]))
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _where(path: str | None, text: str, key: str | None = None, table: str | None = None) -> str:
+    """'<file>:<line>' of a key (or table header) in the spec text, as near as a text search finds it."""
+    name = path or "<spec>"
+    line = None
+    lines = text.splitlines()
+    start = 0
+    if table is not None:
+        pat = re.compile(r"^\s*\[+\s*" + re.escape(table) + r"\s*\]+")
+        for i, ln in enumerate(lines):
+            if pat.match(ln):
+                line, start = i + 1, i
+                break
+    if key is not None:
+        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for i in list(range(start, len(lines))) + list(range(0, start)):
+            if pat.match(lines[i]):
+                line = i + 1
+                break
+    return f"{name}:{line}" if line else name
+
+
+def _near(word: str, allowed) -> str:
+    m = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
+def load_spec(path: str, **options) -> SweepSpec:
+    """Read and check a spec file (see the module docstring); `options` as in `build_spec`."""
+    import tomllib
+
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such spec file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a TOML spec file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: invalid TOML: {e}") from None
+    return build_spec(doc, text=text, path=path, **options)
+
+
+MAX_CONFIGS = 100_000  # a grid over this is refused before it is built (--no-limits to override)
+
+
+def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: int | None = None,
+               seeds: int | None = None, n: int | None = None, smoke: bool = False,
+               max_configs: int | None = MAX_CONFIGS) -> SweepSpec:
+    """Datasets and configs from a parsed spec. `epochs` / `seeds` / `n` override every config's
+    epochs, seeds and every generator's n; `smoke` runs any spec on a tiny budget (2 epochs, 1 seed,
+    200 points, at most 8 configs)."""
+    where = lambda key=None, table=None: _where(path, text, key, table)  # noqa: E731
+    for k in doc:
+        if k not in TOP_TABLES:
+            raise ValueError(f"{where(table=k) if isinstance(doc[k], dict) else where(k)}: unknown table or key "
+                             f"{k!r}{_near(k, TOP_TABLES)}; a spec has [sweep], [[data]], [grid] (or [[grid]]) "
+                             "and [sample]")
+    settings = doc.get("sweep", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where('sweep')}: 'sweep' must be a table [sweep]")
+    for k in settings:
+        if k not in SWEEP_KEYS:
+            raise ValueError(f"{where(k, 'sweep')}: unknown key {k!r} in [sweep]{_near(k, SWEEP_KEYS)}; "
+                             f"allowed: {', '.join(SWEEP_KEYS)}")
+    if "grid" in doc and "sample" in doc:
+        raise ValueError(f"{where(table='sample')}: a spec has either [grid] or [sample], not both")
+    if "grid" not in doc and "sample" not in doc:
+        raise ValueError(f"{path or '<spec>'}: no [grid] or [sample] table: nothing to train")
+    if n is not None and any("n" in d for d in _as_list(doc.get("data", [])) if isinstance(d, dict)):
+        raise ValueError(f"{where('n', 'data')}: --n would override the spec's own n in [[data]]: "
+                         "change it in the spec instead")
+
+    data = _data_runs(doc.get("data"), where, path, n=n, smoke=smoke)
+    if "grid" in doc:
+        configs = _grid(doc["grid"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
+    else:
+        configs = _sample(doc["sample"], where, epochs=epochs, seeds=seeds, smoke=smoke)
+    if smoke:
+        configs = configs[: SMOKE["configs"]]
+    title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
+    if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
+        raise ValueError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
+    return SweepSpec(path, text, title, data, configs, dict(settings))
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _generator_params(name: str) -> list[str]:
+    return [p for p in inspect.signature(DATASETS[name]).parameters]
+
+
+def _data_runs(tables, where, path, *, n, smoke) -> list[DataRun]:
+    if tables is None:
+        raise ValueError(f"{path or '<spec>'}: no [[data]] table: name at least one dataset "
+                         f"(a generator: {', '.join(sorted(DATASETS))}, or file = \"...\")")
+    tables = _as_list(tables)
+    if not tables:
+        raise ValueError(f"{where('data')}: data = [] names no dataset")
+    runs: list[DataRun] = []
+    for t in tables:
+        if not isinstance(t, dict):
+            raise ValueError(f"{where('data')}: each [[data]] entry must be a table, got {t!r}")
+        if "file" in t:
+            runs.append(_file_run(t, where, path))
+            continue
+        name = t.get("name")
+        if name is None:
+            raise ValueError(f"{where(table='data')}: a [[data]] table needs name = one of "
+                             f"{', '.join(sorted(DATASETS))}, or file = \"...\"")
+        if name not in DATASETS:
+            raise ValueError(f"{where('name', 'data')}: unknown dataset {name!r}{_near(str(name), DATASETS)}; "
+                             f"built-in: {', '.join(sorted(DATASETS))} (or file = \"...\" for your own)")
+        allowed = _generator_params(name)
+        args = {k: v for k, v in t.items() if k != "name"}
+        for k in args:
+            if k not in allowed:
+                raise ValueError(f"{where(k, 'data')}: unknown argument {k!r} for dataset {name!r}"
+                                 f"{_near(k, allowed)}; its arguments are {', '.join(allowed)}")
+        if n is not None:
+            args["n"] = n
+        if smoke and "n" in allowed:
+            args["n"] = min([SMOKE["n"]] + [v for v in _as_list(args.get("n", SMOKE["n"])) if isinstance(v, int)])
+        axes = {k: v for k, v in args.items() if isinstance(v, list)}
+        for k, v in axes.items():
+            if not v:
+                raise ValueError(f"{where(k, 'data')}: axis {k!r} of dataset {name!r} is empty")
+        fixed = {k: v for k, v in args.items() if k not in axes}
+        for combo in itertools.product(*axes.values()):
+            a = {**fixed, **dict(zip(axes, combo))}
+            label = "-".join([name] + [f"{k}{a[k]}" for k in axes])  # the axes name a run
+            runs.append(DataRun(_safe(label), name, a))
+    labels = [r.label for r in runs]
+    if len(set(labels)) < len(labels):  # the same generator twice with other fixed arguments: name them all
+        for r in runs:
+            if r.generator is not None:
+                r.label = _safe("-".join([r.generator] + [f"{k}{v}" for k, v in r.args.items()]))
+        labels = [r.label for r in runs]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ValueError(f"{where(table='data')}: dataset(s) {dup} appear twice")
+    return runs
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:120]
+
+
+def _file_run(t: dict, where, path) -> DataRun:
+    for k in t:
+        if k not in FILE_KEYS:
+            raise ValueError(f"{where(k, 'data')}: unknown key {k!r} for a file dataset{_near(k, FILE_KEYS)}; "
+                             f"allowed: {', '.join(FILE_KEYS)}")
+    f = t["file"]
+    if not isinstance(f, str):
+        raise ValueError(f"{where('file', 'data')}: file must be a path string")
+    full = f if os.path.isabs(f) or path is None else os.path.join(os.path.dirname(os.path.abspath(path)), f)
+    if not os.path.isfile(full):
+        raise ValueError(f"{where('file', 'data')}: data file {f!r} not found ({full})")
+    ext = os.path.splitext(full)[1].lower()
+    if ext not in (".csv", ".parquet", ".npz"):
+        raise ValueError(f"{where('file', 'data')}: {f!r}: unsupported file type {ext or '(none)'}; use .csv, "
+                         ".parquet or .npz")
+    if ext != ".npz" and "label" not in t:
+        raise ValueError(f"{where('file', 'data')}: {f!r}: name the label column with label = \"...\"")
+    spec = {"file": full, "label": t.get("label", "y"), "features": t.get("features"),
+            "val_fraction": t.get("val_fraction", 0.0), "seed": t.get("seed", 0),
+            "name": t.get("name") or os.path.splitext(os.path.basename(full))[0]}
+    try:
+        ds = _load_file(**spec)
+    except ValueError as e:
+        raise ValueError(f"{where('file', 'data')}: {e}") from None
+    return DataRun(_safe(spec["name"]), None, {"n": ds.n_train + ds.n_val}, spec)
+
+
+def _load_file(file, label, features, val_fraction, seed, name) -> Dataset:
+    import numpy as np
+
+    from .datasets import from_arrays
+
+    ext = os.path.splitext(file)[1].lower()
+    try:
+        if ext == ".npz":
+            with np.load(file) as z:
+                fx = features if isinstance(features, str) else "x"
+                if fx not in z.files or label not in z.files:
+                    raise ValueError(f"{file}: needs arrays {fx!r} and {label!r}; it has {sorted(z.files)}")
+                x, y = z[fx], z[label]
+        else:
+            import pandas as pd
+
+            df = pd.read_csv(file) if ext == ".csv" else pd.read_parquet(file)
+            if label not in df.columns:
+                raise ValueError(f"{file}: no label column {label!r}{_near(label, df.columns)}; columns: "
+                                 f"{', '.join(map(str, df.columns))}")
+            cols = features or [c for c in df.columns if c != label]
+            missing = [c for c in cols if c not in df.columns]
+            if missing:
+                raise ValueError(f"{file}: no feature column(s) {missing}; columns: {', '.join(map(str, df.columns))}")
+            x, y = df[cols].to_numpy(), df[label].to_numpy()
+    except (OSError, KeyError) as e:
+        raise ValueError(f"{file}: cannot read it: {e}") from None
+    except ValueError:
+        raise
+    except Exception as e:  # a parser's own error (a corrupt Parquet file, a bad CSV)
+        raise ValueError(f"{file}: cannot read it: {type(e).__name__}: {e}") from None
+    return from_arrays(x, y, name=name, val_fraction=float(val_fraction), seed=int(seed))
+
+
+def _fix_values(table: dict, where, tname: str) -> dict:
+    """TOML has no tuples: betas = [0.9, 0.999] is one value (a list of lists is an axis of them)."""
+    out = dict(table)
+    if "betas" in out and isinstance(out["betas"], list) and out["betas"] and all(
+            isinstance(b, (int, float)) for b in out["betas"]):
+        out["betas"] = tuple(out["betas"])
+    for k, v in out.items():
+        if isinstance(v, dict):
+            raise ValueError(f"{where(k, tname)}: {k} = {{...}}: a table is not a value here")
+    return out
+
+
+def _grid(g, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]:
+    subs = _as_list(g)
+    if not subs or not all(isinstance(s, dict) for s in subs):
+        raise ValueError(f"{where(table='grid')}: [grid] must be a table or [[grid]] tables")
+    out = []
+    for s in subs:
+        for k in s:
+            if k not in cfgmod.FIELD_NAMES:
+                raise ValueError(f"{where(k, 'grid')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
+        s = _fix_values(s, where, "grid")
+        if epochs is not None:
+            s["epochs"] = epochs
+        if seeds is not None:
+            s["seed"] = list(range(seeds))
+        if smoke:
+            s["epochs"] = min([SMOKE["epochs"]] + [e for e in _as_list(s.get("epochs", Config.epochs))
+                                                    if isinstance(e, int)])
+            s["seed"] = [0]
+            s = {k: (v[:2] if isinstance(v, list) and k != "hidden" else v) for k, v in s.items()}
+        size = 1
+        for v in s.values():
+            size *= len(v) if isinstance(v, list) else 1
+        if max_configs is not None and size > max_configs:
+            raise ValueError(f"{where(table='grid')}: the grid would build {size:,} configs, over the limit of "
+                             f"{max_configs:,} (refused before building them): shrink it, or pass --no-limits")
+        try:
+            out.extend(cfgmod.grid(s))
+        except ValueError as e:
+            key = next((k for k in s if repr(k) in str(e) or f"{k}=" in str(e)), None)
+            raise ValueError(f"{where(key, 'grid')}: {e}") from None
+    return cfgmod._dedupe(out)
+
+
+def _sample(t, where, *, epochs, seeds, smoke) -> list[Config]:
+    if not isinstance(t, dict):
+        raise ValueError(f"{where(table='sample')}: [sample] must be a table")
+    if "count" not in t:
+        raise ValueError(f"{where(table='sample')}: [sample] needs count = <configs to draw>")
+    count, seed = t["count"], t.get("seed", 0)
+    dists: dict[str, Any] = {}
+    for k, v in t.items():
+        if k in ("count", "seed"):
+            continue
+        if k not in cfgmod.FIELD_NAMES:
+            raise ValueError(f"{where(k, 'sample')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
+        if isinstance(v, dict):
+            if len(v) != 1 or next(iter(v)) not in DISTRIBUTIONS:
+                raise ValueError(f"{where(k, 'sample')}: {k} = {v!r}: a distribution is one of "
+                                 + ", ".join(f"{{ {d} = [...] }}" for d in DISTRIBUTIONS))
+            kind, args = next(iter(v.items()))
+            try:
+                if kind == "choice":
+                    if not isinstance(args, list) or not args:
+                        raise ValueError("choice needs a non-empty list")
+                    dists[k] = [tuple(a) if isinstance(a, list) else a for a in args] if k in ("hidden", "betas") \
+                        else list(args)
+                else:
+                    if not isinstance(args, list) or len(args) != 2:
+                        raise ValueError(f"{kind} needs [low, high]")
+                    dists[k] = getattr(cfgmod, kind)(*args)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where(k, 'sample')}: {k}: {e}") from None
+        elif isinstance(v, list) and k not in ("betas",):
+            raise ValueError(f"{where(k, 'sample')}: {k} = {v!r}: in [sample] write {k} = {{ choice = {v!r} }} "
+                             "to draw from a list")
+        else:
+            dists[k] = tuple(v) if isinstance(v, list) else v
+    if epochs is not None:
+        dists["epochs"] = epochs
+    if max_configs is not None and isinstance(count, int) and count > max_configs:
+        raise ValueError(f"{where('count', 'sample')}: count={count:,} is over the limit of {max_configs:,}: "
+                         "lower it, or pass --no-limits")
+    if smoke:
+        dists["epochs"] = SMOKE["epochs"]
+        count = min(int(count), SMOKE["configs"]) if isinstance(count, int) else count
+    try:
+        configs = cfgmod.sample(count, seed=seed, **dists)
+    except ValueError as e:
+        raise ValueError(f"{where(table='sample')}: {e}") from None
+    if seeds is not None and not smoke:
+        configs = cfgmod._dedupe(c.replace(seed=s) for c in configs for s in range(seeds))
+    return configs
+
+
+def builtin_spec(grid: dict, datasets, *, n=None, epochs=None, seeds=None, smoke=False, title="default",
+                 max_configs=MAX_CONFIGS) -> SweepSpec:
+    """The command line's own sweeps (no file) as a SweepSpec, through the same checks."""
+    doc = {"sweep": {"name": title}, "data": [{"name": d, **({"n": n} if n is not None else {})} for d in datasets],
+           "grid": {k: ([list(h) for h in v] if k == "hidden" else (list(v) if isinstance(v, range) else v))
+                    for k, v in grid.items()}}
+    return build_spec(doc, text=repr(doc), path=None, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
