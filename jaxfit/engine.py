@@ -332,7 +332,7 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
     return _pad_rows(tree, size)
 
 
-def _carry0(spec: ProgramSpec, size: int, runs, hp, dev_data, given_p, given_s):
+def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):
     """The first call's carry: zeros, with the replayed params / model state where given."""
     shapes = jax.eval_shape(lambda h, r: jax.vmap(lambda hh, rr: init_state(spec, hh, dev_data, rr))(h, r), hp, runs)
     zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
@@ -372,7 +372,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
             dev_data = _device_data(data, spec.dtype, replicated)
         runs, hp, lrs, given_p, given_s, inputs = _chunk_inputs(spec, members, size, configs, lrs_all, params,
                                                                 model_states, batch_orders, dropout_masks)
-        carry = _carry0(spec, size, runs, hp, dev_data, given_p, given_s)
+        carry = _carry0(spec, runs, hp, dev_data, given_p, given_s)
         carry, runs, hp = put(carry), put(runs), put(hp)
 
         def seg_args(k, carry):
@@ -405,9 +405,9 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         for k in range(n_seg):
             carry, m = compiled(*seg_args(k, carry))
             if pending is not None:
-                seg_metrics.append(_finish(pending, members, configs, bar))
+                seg_metrics.append(_finish(pending, seg, members, configs, bar))
             pending = (k, m)
-        seg_metrics.append(_finish(pending, members, configs, bar))
+        seg_metrics.append(_finish(pending, seg, members, configs, bar))
         final_params = jax.device_get(carry.params)
         final_state = jax.device_get(carry.model_state)
         plan.run_s += time.perf_counter() - t0
@@ -422,11 +422,10 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
             out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
             if record_steps:
                 out.step_losses[i] = np.asarray(metrics["step_loss"][: c.epochs, k])
-                steps = [jax.tree_util.tree_map(lambda a: np.asarray(a[e, k, st]), sm_p)
-                         for sm in seg_metrics for sm_p in [sm["step_params"]]
-                         for e in range(sm["step_loss"].shape[0]) for st in range(sm["step_loss"].shape[2])]
-                own = [layers.unpad_tree(spec.arch, c, pp, {})[0] for pp in steps]
                 S = metrics["step_loss"].shape[2]
+                steps = [jax.tree_util.tree_map(lambda a: np.asarray(a[e, k, st]), sm["step_params"])
+                         for sm in seg_metrics for e in range(seg) for st in range(S)]
+                own = [layers.unpad_tree(spec.arch, c, pp, {})[0] for pp in steps[: c.epochs * S]]
                 out.step_params[i] = [own[e * S:(e + 1) * S] for e in range(c.epochs)]
         if store is not None:
             store.put(key, [{"metrics": out.metrics[i], "params": out.params[i],
@@ -436,13 +435,12 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     return True
 
 
-def _finish(pending, members, configs, bar) -> dict:
+def _finish(pending, seg: int, members, configs, bar) -> dict:
     """Fetch one segment's metrics (waits for it) and report its progress."""
     k, m = pending
     m = jax.device_get(m)
     if bar is not None:
-        E_seg = next(iter(m.values())).shape[0] if "train_loss" not in m else m["train_loss"].shape[0]
-        lo = k * E_seg
-        done = sum(max(0, min(configs[i].epochs, lo + E_seg) - lo) for i in members)
+        lo = k * seg
+        done = sum(max(0, min(configs[i].epochs, lo + seg) - lo) for i in members)
         bar.update(done)
     return m

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from .config import Config
 from .nn import layers
-from .train import ProgramSpec, effective_batch, num_outputs
+from .train import ProgramSpec, num_outputs
 
 FUSE_MODES = ("auto", "none", "all")
 
@@ -73,16 +73,8 @@ def _unit_key(c: Config) -> tuple:
 
 def fuse_specs(specs: Sequence[ProgramSpec]) -> ProgramSpec:
     s0 = specs[0]
-
-    def union(field):
-        seen: list = []
-        for s in specs:
-            for v in getattr(s, field):
-                if v not in seen:
-                    seen.append(v)
-        return tuple(sorted(seen))
-
-    return ProgramSpec(layers.fuse_archs([s.arch for s in specs]), union("losses"), union("optimizers"),
+    return ProgramSpec(layers.fuse_archs([s.arch for s in specs]), layers.union_of(specs, "losses"),
+                       layers.union_of(specs, "optimizers"),
                        s0.batch_size, s0.shuffle, s0.dtype, max(s.epochs for s in specs), s0.n_train, s0.n_val)
 
 
@@ -221,6 +213,3 @@ def describe(buckets: Sequence[Bucket], configs: Sequence[Config]) -> list[dict[
                      "estimate_compile_s": b.estimate.get("compile_s"), "estimate_run_s": b.estimate.get("run_s")})
     return rows
 
-
-def effective_batch_of(c: Config, n: int) -> int:
-    return effective_batch(c.batch_size, n)

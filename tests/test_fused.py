@@ -151,7 +151,7 @@ def test_padded_units_stay_exactly_zero(small):
     from jaxfit.engine import _carry0, _device_data
 
     data = _device_data(small, "float32")
-    carry = _carry0(spec, 2, runs, hp, data, None, None)
+    carry = _carry0(spec, runs, hp, data, None, None)
     prog = jax.jit(make_segment(spec, 3))
     ts, m = prog(carry, np.bool_(True), np.int32(0), runs, hp, lrs, data, {})
     assert np.isfinite(np.asarray(m["train_loss"])).all()

@@ -119,6 +119,12 @@ def arch_of(c, num_features: int, num_outputs: int) -> Arch:
                 (c.input_norm,), bool(c.batchnorm), c.dropout > 0, (c.encoding,), ff, (len(c.hidden),), False)
 
 
+def union_of(items, name: str) -> tuple:
+    """The sorted values present in the tuple field `name` of any of `items` (an Arch's or
+    ProgramSpec's choices present in a fused bucket)."""
+    return tuple(sorted({v for item in items for v in getattr(item, name)}))
+
+
 def fuse_archs(archs: Sequence[Arch]) -> Arch:
     """The smallest Arch that holds every one of `archs` (one config's each, same data shape)."""
     a0 = archs[0]
@@ -131,14 +137,7 @@ def fuse_archs(archs: Sequence[Arch]) -> Arch:
     else:
         hidden = tuple(max(a.hidden[i] for a in archs) for i in range(depths[0]))
 
-    def union(field):
-        seen: list = []
-        for a in archs:
-            for v in getattr(a, field):
-                if v not in seen:
-                    seen.append(v)
-        return tuple(sorted(seen))
-
+    union = lambda name: union_of(archs, name)  # noqa: E731
     encodings = union("encodings")
     ff = max(a.fourier_features for a in archs)
     padded = any(a.padded or a.hidden != hidden for a in archs) or (
