@@ -29,7 +29,7 @@ def _check_inputs(data, configs) -> None:
 def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | None = None,
           model_states: Sequence[Any] | None = None, batch_orders: Sequence[Any] | None = None,
           chunk_size: int | None = None, memory_budget: int | None = None,
-          progress: bool | Callable[[int, int], None] = False,
+          progress: bool | str | Callable[[int, int], None] = False,
           on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
           matmul_precision: str = "highest", dropout_masks: Sequence[Any] | None = None,
           fuse: str = "auto", segment: int | None = None, record_steps: bool = False) -> SweepResult:
@@ -46,7 +46,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
       chunk_size: fix the number of configs per compiled chunk (default: as many as fit the memory
         budget). A fixed chunk size and device count give bitwise-reproducible layouts.
       memory_budget: bytes a chunk may use (default: 70% of an accelerator's memory, or half the RAM).
-      progress: True for a progress bar, or a callable(done, total) in config-epochs.
+      progress: True for progress (a bar on a terminal, plain log lines otherwise; "bar" / "log" force
+        either), or a callable(done, total) in config-epochs. Phases and an ETA from training alone.
       on_chunk: callable(plan, chunk_index, raw_outputs) after each finished chunk.
       checkpoint_dir: a directory where each finished chunk is written at once; chunks already
         there (same data, same configs) are loaded instead of trained, so a rerun resumes.

@@ -30,6 +30,7 @@ import numpy as np
 from . import config as cfgmod
 from . import plan as planmod
 from . import programs
+from . import progress as progressmod
 from .config import Config
 from .datasets import Dataset
 from .nn import layers, optim
@@ -234,7 +235,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                    [None] * n if record_steps else None, [None] * n if record_steps else None)
     ndev = len(jax.devices())
     total_epochs = sum(c.epochs for c in configs)
-    bar = _make_bar(progress, total_epochs)
+    bar = progressmod.make(progress, total_epochs)
     platform = jax.devices()[0].platform
     ctx = dict(data=data, configs=configs, lrs_all=lrs_all, params=params, model_states=model_states,
                batch_orders=batch_orders, dropout_masks=dropout_masks, out=out, bar=bar, budget=budget,
@@ -266,31 +267,10 @@ def _initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int) ->
     return size
 
 
-def _make_bar(progress, total):
-    if progress is None or progress is False:
-        return None
-    if callable(progress) and not isinstance(progress, bool):
-        return _CallbackBar(progress, total)
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit="cfg-epoch", desc="jaxfit", smoothing=0.1, dynamic_ncols=True)
-
-
-class _CallbackBar:
-    def __init__(self, fn, total):
-        self.fn, self.total, self.n = fn, total, 0
-
-    def update(self, k):
-        self.n += k
-        self.fn(self.n, self.total)
-
-    def set_description_str(self, s):
-        pass
-
-    def unpause(self):
-        pass
-
-    def close(self):
-        pass
+def _compile_note(b: Bucket) -> str:
+    hidden = "x".join(map(str, b.spec.arch.hidden)) or "linear"
+    est = b.estimate.get("compile_s")
+    return f"{len(b.members)} configs, nets padded to {hidden}" + (f", estimated {est:.1f} s" if est else "")
 
 
 def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, model_states, batch_orders,
@@ -363,7 +343,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
             for i, o in zip(members, saved):
                 out.metrics[i], out.params[i], out.model_state[i] = o["metrics"], o["params"], o["model_state"]
             if bar is not None:
-                bar.update(sum(configs[i].epochs for i in members))
+                bar.resumed(sum(configs[i].epochs for i in members))
             plan.resumed += 1
             if on_chunk is not None:
                 on_chunk(plan, ci, out)
@@ -387,18 +367,18 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                     {name: put(v) for name, v in inp.items()})
 
         if first:
-            if bar is not None:
-                bar.set_description_str(f"jaxfit: compiling program {b.index + 1}/{n_buckets}")
+            note = (lambda: bar.compiling(b.index + 1, n_buckets, _compile_note(b))) if bar is not None else None
             compiled, dt, source = programs.get(spec, size, seg, seg_args(0, carry), precision=precision,
-                                                inputs=tuple(inputs), record_steps=record_steps)
+                                                inputs=tuple(inputs), record_steps=record_steps, before=note)
             first = False
             plan.compile_s, plan.cached, plan.source = dt, source == "process", source
             plan.bytes = programs.memory_of(compiled)
+            if bar is not None:
+                bar.compiled(b.index + 1, n_buckets, dt, source)
             if not fixed and plan.bytes is not None and plan.bytes > budget and size > 1:
                 return False
-            if bar is not None:
-                bar.set_description_str(f"jaxfit: bucket {b.index + 1}/{n_buckets}")
-                bar.unpause()  # the ETA counts training only
+        if bar is not None:
+            bar.chunk(b.index + 1, n_buckets, ci + 1, len(plan.chunks), len(members))
         t0 = time.perf_counter()
         seg_metrics = []
         pending = None

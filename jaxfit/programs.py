@@ -17,7 +17,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -96,9 +96,10 @@ def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict):
 
 
 def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "highest", inputs: tuple = (),
-        record_steps: bool = False):
+        record_steps: bool = False, before: Callable[[], None] | None = None):
     """(compiled program, seconds spent compiling or loading it, how: "process" | "disk" | "compiled").
-    Call inside `x64_scope(spec.dtype)`. `inputs`: the names of the optional inputs present."""
+    Call inside `x64_scope(spec.dtype)`. `inputs`: the names of the optional inputs present.
+    `before()` runs when the program is not already in this process (it is about to be compiled or loaded)."""
     _listen()
     flags = {"precision": precision, "inputs": tuple(sorted(inputs)), "record_steps": record_steps}
     key, blocks, options, groups = program_key(spec, chunk, seg, flags)
@@ -106,6 +107,8 @@ def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "high
         hit = _compiled.get(key)
     if hit is not None:
         return hit, 0.0, "process"
+    if before is not None:
+        before()
     program = make_segment(spec, seg, train_block=blocks[0], eval_block=blocks[1], groups=groups,
                            record_steps=record_steps)
     h0 = _stats["cache_hits"]
