@@ -106,3 +106,74 @@ def test_second_sweep_into_a_directory_in_use_is_refused_and_ctrl_c_says_how_to_
             first.kill()
             first.wait()
     assert not (out / ".jaxfit.lock").exists()
+
+
+KILL_SPEC = """
+[[data]]
+name = "sum_bin"
+n = 200
+seed = 0
+
+[[data]]
+name = "sum_mod"
+n = 200
+seed = 0
+
+[grid]
+hidden = [[4], [16, 16]]
+lr = 0.01
+batch_size = 16
+epochs = 200
+seed = [0, 1]
+"""
+
+
+def _sweep_until(args, line_starts, env):
+    """Start a sweep and kill -9 it as soon as a line starting with `line_starts` is printed (None:
+    let it finish). Returns the lines seen."""
+    p = subprocess.Popen([sys.executable, "-m", "jaxfit.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        for line in p.stdout:
+            seen.append(line.rstrip("\n"))
+            if line_starts is not None and line.startswith(line_starts):
+                os.kill(p.pid, signal.SIGKILL)
+                break
+        p.wait(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if line_starts is None:
+        assert p.returncode == 0, "\n".join(seen[-30:])
+    else:
+        assert p.returncode == -signal.SIGKILL, (p.returncode, seen[-30:])
+    return seen
+
+
+def test_kill_9_while_compiling_training_or_saving_then_resume_equals_an_uninterrupted_run(tmp_path):
+    import pandas as pd
+
+    spec = write(tmp_path / "kill.toml", KILL_SPEC)
+    env = dict(ENV, JAXFIT_CACHE_DIR=str(tmp_path / "xla"))
+    whole = tmp_path / "whole"
+    _sweep_until(["sweep", spec, "--out", str(whole), "--fuse", "none"], None, env)
+    expect = pd.read_parquet(whole / "table.parquet")
+    assert len(expect) == 8  # 4 configs x 2 datasets
+    moments = {"compiling": "jaxfit: compiling program 1/2",  # nothing trained yet
+               "training": "jaxfit: training program 2/2",  # the first program's chunk saved, the second running
+               "saving": "top 4 by seed-averaged"}  # the first dataset trained, its results being written
+    for name, line in moments.items():
+        out = tmp_path / name
+        args = ["sweep", spec, "--out", str(out), "--fuse", "none", "--top", "4"]
+        seen = _sweep_until(args, line, env)
+        assert seen[-1].startswith(line), seen[-5:]
+        assert not (out / "table.parquet").exists()
+        lines = _sweep_until(args, None, env)  # the same command again: resumes
+        assert any(ln.startswith("resuming the sweep in") for ln in lines), lines[:10]
+        reused = sum(int(ln.split()[1]) for ln in lines if ln.startswith("resumed ") and "finished chunk" in ln)
+        assert reused == {"compiling": 0, "training": 1, "saving": 2}[name], (name, reused)
+        got = pd.read_parquet(out / "table.parquet")
+        pd.testing.assert_frame_equal(got, expect, check_exact=True)
+        assert not glob.glob(str(out / "**" / "*.tmp*"), recursive=True), name
