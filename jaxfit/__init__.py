@@ -20,9 +20,10 @@ from .api import model_steps, sweep, train  # noqa: E402
 from .config import Config, grid, int_uniform, log_uniform, sample, uniform  # noqa: E402
 from .programs import cache_hits, compile_count, enable_compilation_cache  # noqa: E402
 from .results import SweepResult  # noqa: E402
+from .diagnose import diagnose  # noqa: E402
 
 __all__ = [
-    "Config", "SweepResult", "cache_hits", "compile_count", "configure_host_devices", "datasets",
+    "Config", "SweepResult", "cache_hits", "compile_count", "configure_host_devices", "datasets", "diagnose",
     "enable_compilation_cache", "grid", "int_uniform", "log_uniform", "model_steps", "sample", "sweep", "train",
     "uniform",
 ]

@@ -100,7 +100,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
     }
-    result = SweepResult.from_run(configs, raw, meta)
+    result = SweepResult.from_run(configs, raw, meta).attach_data(data)  # the diagnostics read the data
     if record_steps:
         result.step_losses, result.step_params = raw.step_losses, raw.step_params
     return result

@@ -16,8 +16,9 @@ no network. Per dataset run it shows:
 * the final validation accuracy across the axes (a heatmap of the two axes that vary most, or a
   strip chart when one varies);
 * the decision boundaries of the best and worst configs (1- and 2-feature data);
-* the diverged configs, and the full table ranked by final validation accuracy (ties: final
-  validation loss, lower first).
+* the diverged configs (and the rule that fired), the diagnostics of `jaxfit.diagnose` (counts per
+  flag, the flagged configs with their diagnosis), and the full table ranked by final validation
+  accuracy (ties: final validation loss, lower first; diverged configs last).
 
 The module imports matplotlib lazily and never touches pyplot's global state (figures are
 `matplotlib.figure.Figure` objects rendered by Agg).
@@ -203,12 +204,50 @@ def _rank_groups(groups: list[_Group]) -> list[_Group]:
 
 
 def _ranked_order(table: pd.DataFrame) -> np.ndarray:
-    """Config indices by final val_acc (highest first, NaN last), ties by final val_loss (lowest first)."""
+    """Config indices: diverged configs (any rule, finite blow-ups included) last; then by final
+    val_acc (highest first, NaN last), ties by final val_loss (lowest first)."""
     acc = table["final_val_acc"].to_numpy(dtype=float)
     loss = table["final_val_loss"].to_numpy(dtype=float)
+    div = table["diverged"].to_numpy(dtype=bool) if "diverged" in table else np.zeros(len(acc), bool)
     acc_key = np.where(np.isfinite(acc), -acc, np.inf)
     loss_key = np.where(np.isfinite(loss), loss, np.inf)
-    return np.lexsort((np.arange(len(acc)), loss_key, acc_key))
+    return np.lexsort((np.arange(len(acc)), loss_key, acc_key, div))
+
+
+def _diagnostics(result, axes, slug: str) -> str:
+    """Counts per flag and the table of flagged configs with their diagnosis (jaxfit.diagnose)."""
+    from .diagnose import FLAGS
+
+    t = result.table
+    counts = []
+    for f in FLAGS:
+        col = t[f] if f in t else pd.Series([pd.NA] * len(t))
+        known = col.dropna()
+        counts.append({"flag": f, "configs": int(known.astype(bool).sum()) if len(known) else 0,
+                       "of": len(t), "not checked": len(t) - len(known)})
+    out = [f"<p>Flags from <code>jaxfit.diagnose</code> (thresholds documented in jaxfit/diagnose.py), each "
+           "computed from the config's own curves, final parameters and training data; 'not checked': the "
+           "data-dependent flags when the data could not be regenerated.</p>",
+           pd.DataFrame(counts).to_html(index=False, escape=True, table_id=f"diagnostics-counts-{slug}",
+                                        classes="data", border=0)]
+    flagged = [i for i in range(len(t)) if str(t["diagnosis"].iloc[i])]
+    if not flagged:
+        out.append(f'<p class="none" id="diagnostics-{slug}">no config flagged</p>')
+        return "\n".join(out)
+    rows = []
+    for i in flagged:
+        c = result.configs[i]
+        row: dict[str, Any] = {"config": int(i), "label": c.short()}
+        row["flags"] = ", ".join(f for f in FLAGS if f in t and not pd.isna(t[f].iloc[i]) and bool(t[f].iloc[i]))
+        be = int(t["best_epoch"].iloc[i])
+        row["best epoch"] = "" if be < 0 else be + 1
+        row["diagnosis"] = str(t["diagnosis"].iloc[i])
+        rows.append(row)
+    out.append(f"<p>{len(flagged)} of {len(t)} configs flagged. Best epoch: the epoch (from 1) of the best "
+               "validation accuracy.</p>")
+    out.append('<div class="scroll">' + pd.DataFrame(rows).to_html(
+        index=False, escape=True, table_id=f"diagnostics-{slug}", classes="data", border=0) + "</div>")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------
@@ -716,12 +755,15 @@ def _diverged_table(result, axes, table_id: str) -> str:
             row[n] = _fmt(n, getattr(c, n))
         row["seed"] = c.seed
         row["diverged at epoch"] = int(result.diverged_epoch[i]) + 1
+        row["rule"] = result.diverged_rule[i] if hasattr(result, "diverged_rule") else "nonfinite"
         row["last finite training loss"] = "none (non-finite from epoch 1)" if ep is None else f"{loss:.6g}"
         row["at epoch"] = "" if ep is None else ep
         rows.append(row)
     df = pd.DataFrame(rows)
-    return (f"<p>{idx.size} of {len(result)} configs diverged (training loss not finite, or non-finite final "
-            "parameters). Epochs count from 1.</p>"
+    return (f"<p>{idx.size} of {len(result)} configs diverged. Rules (jaxfit.results): nonfinite (a training loss "
+            "or a final parameter NaN or inf), bce_clamp (BCELoss pinned at its clamp), loss_blowup (final "
+            "training loss above 100 x the chance loss), param_blowup (a final |parameter| above 1e6). Epochs "
+            "count from 1.</p>"
             + df.to_html(index=False, escape=True, table_id=table_id, classes="data", border=0))
 
 
@@ -807,6 +849,9 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
     name = ds.get("name", os.path.basename(path))
     configs = result.configs
     axes = _varying(configs)
+    data, data_note = _regenerate(ds)
+    if data is not None:
+        result.attach_data(data)  # the table's diagnostics use it instead of regenerating it again
     groups = _groups(configs, result.table)
     ranked = _rank_groups(groups)
     n_div = int(result.diverged.sum())
@@ -844,7 +889,6 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
                              f"{meta.get('model_steps', 0):,} model-steps"))
     out.append(_meta_rows(rows))
 
-    data, data_note = _regenerate(ds)
     # -- dataset
     out.append(f'<h3 id="{slug}-data">The dataset</h3>')
     out.append(f"<p>{html.escape(data_note)}.</p>" if data is not None else _note(data_note + "."))
@@ -880,6 +924,13 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
     # -- diverged
     out.append(f'<h3 id="{slug}-diverged">Diverged configs</h3>')
     out.append(_diverged_table(result, axes, f"diverged-{slug}"))
+
+    # -- diagnostics
+    out.append(f'<h3 id="{slug}-diagnostics">Diagnostics</h3>')
+    try:
+        out.append(_diagnostics(result, axes, slug))
+    except Exception as e:  # a diagnostics bug must not cost the rest of the page
+        out.append(_note(f"diagnostics failed: {type(e).__name__}: {e}"))
 
     # -- ranked table
     out.append(f'<h3 id="{slug}-ranked">All configs, ranked</h3>')
@@ -949,7 +1000,8 @@ def build(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None) ->
         f'<li><a href="#run-{i["slug"]}">{html.escape(i["name"])}</a>: '
         + ", ".join(f'<a href="#{i["slug"]}-{s}">{lab}</a>' for s, lab in (
             ("data", "data"), ("curves", "curves"), ("final", "final accuracy"),
-            ("boundaries", "decision boundaries"), ("diverged", "diverged"), ("ranked", "ranked table")))
+            ("boundaries", "decision boundaries"), ("diverged", "diverged"), ("diagnostics", "diagnostics"),
+            ("ranked", "ranked table")))
         + "</li>" for i in infos) + "</ul></nav>"
     page = "\n".join([
         "<!DOCTYPE html>",

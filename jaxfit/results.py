@@ -2,7 +2,8 @@
 
 On disk (one directory):
     configs.json   the configs, in order (the source of truth on load)
-    table.parquet  one row per config: every config field, final and best metrics, divergence
+    table.parquet  one row per config: every config field, final and best metrics, divergence (and its
+                   rule), the diagnostics of jaxfit.diagnose (flags, best_epoch, diagnosis)
     curves.npz     metric -> [configs, epochs] (NaN past a config's own epochs)
     params.npz     "<i>/params/<path>" and "<i>/state/<path>" -> final arrays of config i
     table.csv      the same table as CSV
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
+from .nn.losses import BCE_LOG_CLAMP as _BCE_LOG_CLAMP
 from .train import METRICS
 
 FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.csv
@@ -64,15 +66,68 @@ def _unflatten(flat: dict[str, np.ndarray]):
     return fix(root)
 
 
-def _divergence(metrics: dict[str, np.ndarray], params) -> int:
-    """The first epoch (0-based) whose training loss is not finite, -1 if none."""
+# ----------------------------------------------------------------------------- divergence
+# A run is diverged when one of these rules fires (checked in this order; `SweepResult.diverged_rule`
+# names the first that fired, "" for none):
+#   "nonfinite"     a training loss (batch mean or full split) or a final parameter is NaN or inf;
+#   "bce_clamp"     BCELoss (probability output) whose final full training loss is at least
+#                   BCE_CLAMP_FRACTION of its per-example clamp (-log clamped at 100 nats): at least that
+#                   fraction of the training points sit at probability exactly 0 for their true class,
+#                   a pinned, saturated net (lr=1e6 runs read 50.6 here, finite and never moving);
+#   "loss_blowup"   the final full training loss above LOSS_BLOWUP_FACTOR times the chance loss (the
+#                   loss of predicting uniform class probabilities: ln C for cross-entropy, ln 2 for the
+#                   BCE losses, (C - 1) / C^2 for MSE on one-hot targets). A run that blows up and
+#                   comes back below it is not diverged;
+#   "param_blowup"  a final parameter with |value| > PARAM_BLOWUP (initial weights are below 1 and a
+#                   healthy run moves them by far less than this).
+# Measured at lr=1e6 (sum_bin, each loss x SGD/Adam x float32/float64): cross-entropy 1e5..1e6
+# (threshold 110 for C = 3), MSE 4e12 and up (threshold 22), BCE 50.6 (clamp rule), BCE-with-logits
+# 1e4..3e5 (threshold 69), weights 1.7e3..1e16.
+LOSS_BLOWUP_FACTOR = 100.0
+PARAM_BLOWUP = 1e6
+BCE_CLAMP = -_BCE_LOG_CLAMP
+BCE_CLAMP_FRACTION = 0.25
+DIVERGENCE_RULES = ("nonfinite", "bce_clamp", "loss_blowup", "param_blowup")
+
+
+def chance_loss(loss: str, num_classes: int) -> float:
+    """The loss of a network that outputs uniform class probabilities (the divergence scale)."""
+    if loss == "cross_entropy":
+        return math.log(num_classes)
+    if loss in ("bce", "bce_with_logits"):
+        return math.log(2.0)
+    if loss == "mse":
+        return (num_classes - 1) / num_classes ** 2
+    raise ValueError(f"chance_loss: unknown loss {loss!r}")
+
+
+def _param_max_abs(params) -> float:
+    leaves = [np.abs(np.asarray(v, dtype=np.float64)) for v in _flatten(params).values()]
+    leaves = [a for a in leaves if a.size]
+    return float(max(a.max() for a in leaves)) if leaves else 0.0
+
+
+def _divergence(metrics: dict[str, np.ndarray], params, loss: str | None = None,
+                num_classes: int | None = None) -> tuple[int, str]:
+    """(first diverged epoch, 0-based, or -1; the rule that fired, or ""), see DIVERGENCE_RULES.
+    Without `loss` and `num_classes` only the "nonfinite" and "param_blowup" rules apply."""
+    n = len(metrics["train_loss"])
     bad = ~np.isfinite(metrics["train_loss"]) | ~np.isfinite(metrics["full_train_loss"])
     if bad.any():
-        return int(np.argmax(bad))
+        return int(np.argmax(bad)), "nonfinite"
     leaves = [np.asarray(v) for v in _flatten(params).values()]
     if any(not np.isfinite(a).all() for a in leaves):
-        return len(metrics["train_loss"]) - 1
-    return -1
+        return n - 1, "nonfinite"
+    full = np.asarray(metrics["full_train_loss"], dtype=np.float64)
+    if n and loss is not None and num_classes is not None:
+        for rule, threshold in (("bce_clamp", BCE_CLAMP_FRACTION * BCE_CLAMP if loss == "bce" else math.inf),
+                                ("loss_blowup", LOSS_BLOWUP_FACTOR * chance_loss(loss, num_classes))):
+            if full[-1] >= threshold:
+                below = np.nonzero(full < threshold)[0]  # diverged from the epoch after its last good one
+                return (int(below[-1]) + 1 if below.size else 0), rule
+    if _param_max_abs(params) > PARAM_BLOWUP:
+        return n - 1, "param_blowup"
+    return -1, ""
 
 
 class SweepResult:
@@ -85,10 +140,24 @@ class SweepResult:
         self._params = params
         self._model_states = model_states
         self.meta = meta
-        self.diverged_epoch = np.array([
-            _divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i])
-            for i, c in enumerate(self.configs)], dtype=np.int64)
+        k = (meta.get("dataset") or {}).get("num_classes")
+        div = [_divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k)
+               for i, c in enumerate(self.configs)]
+        self.diverged_epoch = np.array([d[0] for d in div], dtype=np.int64)
+        self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
         self._table: pd.DataFrame | None = None
+        self._data = None  # the training data, when known (attach_data), for the table's diagnostics
+
+    def attach_data(self, data) -> "SweepResult":
+        """Hand the result the Dataset it was trained on, so that `table` computes the data-dependent
+        diagnostics from it (otherwise the dataset is regenerated from meta when it can be). Checked
+        against the fingerprint in meta."""
+        want = (self.meta.get("dataset") or {}).get("fingerprint")
+        if want is not None and data.fingerprint() != want:
+            raise ValueError(f"attach_data: dataset fingerprint {data.fingerprint()} is not the result's {want}")
+        self._data = data
+        self._table = None
+        return self
 
     @classmethod
     def from_run(cls, configs, raw, meta: dict) -> "SweepResult":
@@ -138,8 +207,17 @@ class SweepResult:
                 row["auc_full_train_loss"] = float(np.mean(self.curves["full_train_loss"][i, : c.epochs]))
                 row["diverged"] = bool(self.diverged_epoch[i] >= 0)
                 row["diverged_epoch"] = int(self.diverged_epoch[i])
+                row["diverged_rule"] = self.diverged_rule[i]
                 rows.append(row)
-            self._table = pd.DataFrame(rows).set_index("config")
+            table = pd.DataFrame(rows).set_index("config")
+            # Diagnostics (jaxfit.diagnose): the flags, `diagnosis` and `best_epoch`. The flags that
+            # need the training data (prior_plateau, unnormalised_inputs, dead_relu) use the dataset
+            # regenerated from meta (built-in generators, fingerprint checked); for other data they
+            # are <NA> here: call jaxfit.diagnose(result, data) with the data itself.
+            from .diagnose import diagnose
+
+            diag = diagnose(self, data=self._data)
+            self._table = table.join(diag.drop(columns=["diverged", "diverged_rule"], errors="ignore"))
         return self._table
 
     def summary(self, by: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
@@ -168,7 +246,8 @@ class SweepResult:
 
     def best(self, metric: str = "val_acc", k: int = 10, by: Sequence[str] | None = None) -> pd.DataFrame:
         """The k best groups of configs by the seed-averaged final `metric` (accuracies: highest first;
-        losses: lowest first). Diverged runs count with their (non-finite) numbers, so they sink."""
+        losses: lowest first). Groups holding a diverged run (`diverged`: non-finite or blown up) sink
+        below all others, ordered by their fraction diverged."""
         col = metric if metric.startswith(("final_", "best_", "auc_")) else f"final_{metric}"
         if col not in self.table.columns:
             raise ValueError(f"best: unknown metric {metric!r}; choose among "
@@ -176,8 +255,11 @@ class SweepResult:
         s = self.summary(by=by, metrics=[col])
         mean = s[(col, "mean")]
         higher = any(col.endswith(h) for h in HIGHER_IS_BETTER)
-        key = mean.fillna(-np.inf if higher else np.inf)
-        order = np.argsort(-key.to_numpy() if higher else key.to_numpy(), kind="stable")
+        key = mean.fillna(-np.inf if higher else np.inf).to_numpy()
+        # Groups with a diverged seed (any rule, finite blow-ups included) rank below every group
+        # without one, then by their fraction diverged, then by the metric.
+        frac = s[("diverged", "fraction")].to_numpy(dtype=float)
+        order = np.lexsort((-key if higher else key, frac))
         s = s.iloc[order[:k]]
         s.columns = [f"{a}_{b}" if b else a for a, b in s.columns]
         return s.reset_index()

@@ -137,6 +137,9 @@ def test_ranked_table_one_row_per_config_in_order(report, sweep_dir):
     assert sorted(ids) == list(range(len(result)))
     assert [int(r[0]) for r in rows] == list(range(1, len(result) + 1))
     t = result.table
+    div = t["diverged"].to_numpy()[ids]
+    assert not np.any(np.diff(div.astype(int)) < 0)  # diverged configs (any rule) last
+    ids = [k for k, d in zip(ids, div) if not d]
     acc = t["final_val_acc"].to_numpy()[ids]
     loss = t["final_val_loss"].to_numpy()[ids]
     assert np.all(np.diff(acc) <= 1e-12)  # highest first
@@ -153,6 +156,24 @@ def test_diverged_section_names_the_planted_config(report, sweep_dir):
     assert rows[0][0] == "8" and rows[0][1] == planted.short()
     text = " ".join(report.text_by_id["sum_bin-diverged"] + report.text_by_id["diverged-sum_bin"])
     assert "lr=1e+06" in text and "none diverged" not in text
+
+
+def test_diagnostics_section_counts_flags_and_lists_the_flagged(report, sweep_dir):
+    from jaxfit.diagnose import FLAGS
+
+    _, result = sweep_dir
+    assert "sum_bin-diagnostics" in report.text_by_id
+    counts = {r[0]: int(r[1]) for r in report.rows["diagnostics-counts-sum_bin"]}
+    assert list(counts) == list(FLAGS)
+    t = result.table
+    for f in FLAGS:
+        assert counts[f] == int(t[f].fillna(False).astype(bool).sum()), f
+    assert counts["diverged"] == 1
+    rows = report.rows["diagnostics-sum_bin"]
+    flagged = [i for i in range(len(result)) if t["diagnosis"].iloc[i]]
+    assert [int(r[0]) for r in rows] == flagged and 8 in flagged
+    planted = next(r for r in rows if r[0] == "8")
+    assert "diverged" in planted[2] and "learning rate" in planted[-1]
 
 
 def test_page_is_self_contained(report, sweep_dir):
