@@ -24,7 +24,8 @@ import numpy as np
 
 from . import fsio
 
-CHUNK_FORMAT = 2
+CHUNK_FORMAT = 3  # 3: the best epoch's params and model state too
+KINDS = ("metrics", "params", "model_state", "best_params", "best_state")  # per config (engine.SweepRun's lists)
 _META = "__meta__"
 _N = "__n__"
 
@@ -117,13 +118,12 @@ class ChunkStore:
             self._reject(file, problem)
             return None
         n = want["n"]
-        per: list[dict[str, dict]] = [{"metrics": {}, "params": {}, "model_state": {}} for _ in range(n)]
+        per: list[dict[str, dict]] = [{kind: {} for kind in KINDS} for _ in range(n)]
         for name, v in arrays.items():
             i, kind, rest = name.split("/", 2)
             per[int(i)][kind][rest] = v
         self.hits += 1
-        return [{"metrics": p["metrics"], "params": _unflatten(p["params"]),
-                 "model_state": _unflatten(p["model_state"])} for p in per]
+        return [{kind: p[kind] if kind == "metrics" else _unflatten(p[kind]) for kind in KINDS} for p in per]
 
     @staticmethod
     def _read(file: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -158,7 +158,7 @@ class ChunkStore:
         for name, v in arrays.items():
             parts = name.split("/", 2)
             if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) >= n or \
-                    parts[1] not in ("metrics", "params", "model_state"):
+                    parts[1] not in KINDS:
                 return f"unexpected array {name!r}"
             i = int(parts[0])
             seen.add(i)
@@ -188,8 +188,8 @@ class ChunkStore:
             raise ValueError(f"ChunkStore.put: chunk {key} holds {want['n']} configs, got {len(outputs)} outputs")
         flat: dict[str, np.ndarray] = {}
         for i, o in enumerate(outputs):
-            for kind in ("metrics", "params", "model_state"):
-                flat.update({f"{i}/{kind}/{k}": np.asarray(v) for k, v in _flatten(o[kind]).items()})
+            for kind in KINDS:  # best_params / best_state may be left out (then none are kept)
+                flat.update({f"{i}/{kind}/{k}": np.asarray(v) for k, v in _flatten(o.get(kind) or {}).items()})
         meta = {**want, "arrays_sha256": arrays_sha256(flat)}
         record = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         fsio.write_npz(self._file(key), {**flat, _N: np.array(len(outputs)), _META: record})

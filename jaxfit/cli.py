@@ -285,6 +285,7 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
                                "{:.4f}".format):
             log(f"top {top} by seed-averaged final {metric}:")
             log(best[cols].to_string(index=False))
+        _print_diagnostics(log, result)
         log(f"saved {path} ({time.perf_counter() - t0:.1f} s)")
         t = result.table.reset_index()
         for k, v in run.columns().items():
@@ -295,6 +296,24 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     print(f"results: {out}" + (f"  report: {report}" if report else "") +
           f"  (load one dataset's with jaxfit.SweepResult.load('{os.path.join(out, spec.data[0].label)}'))")
     return 0
+
+
+def _print_diagnostics(log, result, examples: int = 3) -> None:
+    """Per flag of jaxfit.diagnose: how many configs raised it, and the first few with their diagnosis."""
+    from jaxfit.diagnose import FLAGS
+
+    t = result.table
+    counts = {f: int(t[f].fillna(False).astype(bool).sum()) for f in FLAGS if f in t.columns}
+    raised = {f: k for f, k in counts.items() if k}
+    if not raised:
+        log("diagnostics: no flag raised")
+        return
+    log("diagnostics (jaxfit.diagnose; columns of table.parquet): " +
+        ", ".join(f"{f} {k}/{len(t)}" for f, k in raised.items()))
+    shown = t[t["diagnosis"].astype(str) != ""].head(examples)
+    for i, row in shown.iterrows():
+        log(f"  config {i} ({'x'.join(map(str, row['hidden'])) or 'linear'}, {row['activation']}, "
+            f"{row['optimizer']} lr={row['lr']:g}): {row['diagnosis']}")
 
 
 def _save_table(out: str, tables) -> None:

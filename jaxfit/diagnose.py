@@ -273,6 +273,7 @@ def diagnose(result, data=None) -> pd.DataFrame:
     `best_epoch` and `diagnosis` (see the module docstring for every rule and threshold)."""
     data, _ = _data_for(result, data)
     ds = result.meta.get("dataset") or {}
+    n_val = ds.get("n_val", 1)  # without a validation split the best epoch is the best training accuracy
     C = int(data.num_classes if data is not None else ds.get("num_classes", 2))
     x_tr = y_tr = None
     offset_ratio = math.nan
@@ -363,8 +364,8 @@ def diagnose(result, data=None) -> pd.DataFrame:
         if row["overfitting"]:
             why.append(f"overfitting: training accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f}; add data, "
                        "regularise (weight_decay, dropout), use a smaller net, or stop at the best epoch "
-                       f"({_best_epoch(va) + 1})")
-        row["best_epoch"] = _best_epoch(cur["val_acc"])
+                       f"(epoch {_best_epoch(va) + 1}: result.params(i, best=True))")
+        row["best_epoch"] = _best_epoch(cur["val_acc"] if n_val else cur["train_acc"])  # as train.best_score
         row["diagnosis"] = "; ".join(why)
         rows.append(row)
     df = pd.DataFrame(rows).set_index("config")

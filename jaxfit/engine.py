@@ -31,12 +31,13 @@ from . import config as cfgmod
 from . import plan as planmod
 from . import programs
 from . import progress as progressmod
+from .checkpoint import KINDS as OUTPUT_KINDS  # the per-config outputs, as checkpoints keep them
 from .config import Config
 from .datasets import Dataset
 from .nn import layers, optim
 from .plan import Bucket, plan_buckets
 from .programs import clear_cache, compile_count, enable_compilation_cache  # noqa: F401  (re-exported)
-from .train import Data, ProgramSpec, Run, TrainState, effective_batch, init_state, run_of
+from .train import Carry, Data, ProgramSpec, Run, TrainState, effective_batch, init_state, run_of
 
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
 
@@ -138,6 +139,8 @@ class ChunkPlan:
 
 
 @dataclass
+
+
 class SweepRun:
     """What `run_sweep` returns: per config its metrics ({name: [own epochs]}), final parameters and
     model state (in its own layout), and the plan with its estimates and measured times."""
@@ -147,6 +150,8 @@ class SweepRun:
     model_state: list
     plans: list
     buckets: list
+    best_params: list | None = None  # per config, the params and model state at its best epoch (train.Carry)
+    best_state: list | None = None
     step_losses: list | None = None  # with record_steps: per config [epochs, steps]
     step_params: list | None = None  # with record_steps: per config, [epochs, steps] of its own params
 
@@ -231,7 +236,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
 
     store = ChunkStore(checkpoint_dir) if checkpoint_dir is not None else None
     lrs_all = optim.lr_table(configs, max(c.epochs for c in configs))
-    out = SweepRun([None] * n, [None] * n, [None] * n, [], buckets,
+    out = SweepRun([None] * n, [None] * n, [None] * n, [], buckets, [None] * n, [None] * n,
                    [None] * n if record_steps else None, [None] * n if record_steps else None)
     ndev = len(jax.devices())
     total_epochs = sum(c.epochs for c in configs)
@@ -320,7 +325,9 @@ def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):
                                                                    zeros.params, given_p)
     s = zeros.model_state if given_s is None else jax.tree_util.tree_map(lambda z, g: np.asarray(g, z.dtype),
                                                                         zeros.model_state, given_s)
-    return TrainState(p, s, zeros.opt_state, zeros.step)
+    n = np.shape(jax.tree_util.tree_leaves(hp)[0])[0]
+    return Carry(TrainState(p, s, zeros.opt_state, zeros.step), zeros.params, zeros.model_state,
+                 np.full(n, -np.inf, np.dtype(spec.dtype)))
 
 
 def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, model_states, batch_orders,
@@ -341,7 +348,8 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         saved = store.get(key) if store is not None else None
         if saved is not None:
             for i, o in zip(members, saved):
-                out.metrics[i], out.params[i], out.model_state[i] = o["metrics"], o["params"], o["model_state"]
+                for kind in OUTPUT_KINDS:
+                    out[kind][i] = o[kind]
             if bar is not None:
                 bar.resumed(sum(configs[i].epochs for i in members))
             plan.resumed += 1
@@ -388,8 +396,9 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                 seg_metrics.append(_finish(pending, seg, members, configs, bar))
             pending = (k, m)
         seg_metrics.append(_finish(pending, seg, members, configs, bar))
-        final_params = jax.device_get(carry.params)
-        final_state = jax.device_get(carry.model_state)
+        final_params = jax.device_get(carry.ts.params)
+        final_state = jax.device_get(carry.ts.model_state)
+        best_params, best_state = jax.device_get(carry.best_params), jax.device_get(carry.best_state)
         plan.run_s += time.perf_counter() - t0
         metrics = {name: np.concatenate([sm[name] for sm in seg_metrics], axis=0)[:E]
                    for name in seg_metrics[0] if name != "step_params"}
@@ -400,6 +409,9 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
             p = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_params)
             s = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_state)
             out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
+            bp = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_params)
+            bs = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_state)
+            out.best_params[i], out.best_state[i] = layers.unpad_tree(spec.arch, c, bp, bs)
             if record_steps:
                 out.step_losses[i] = np.asarray(metrics["step_loss"][: c.epochs, k])
                 S = metrics["step_loss"].shape[2]
@@ -408,8 +420,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                 own = [layers.unpad_tree(spec.arch, c, pp, {})[0] for pp in steps[: c.epochs * S]]
                 out.step_params[i] = [own[e * S:(e + 1) * S] for e in range(c.epochs)]
         if store is not None:
-            store.put(key, [{"metrics": out.metrics[i], "params": out.params[i],
-                             "model_state": out.model_state[i]} for i in members])
+            store.put(key, [{kind: out[kind][i] for kind in OUTPUT_KINDS} for i in members])
         if on_chunk is not None:
             on_chunk(plan, ci, out)
     return True

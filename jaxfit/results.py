@@ -134,11 +134,12 @@ class SweepResult:
     """Results of `jaxfit.sweep`, one entry per config in the order given."""
 
     def __init__(self, configs: Sequence[Config], curves: dict[str, np.ndarray], params: list, model_states: list,
-                 meta: dict[str, Any]):
+                 meta: dict[str, Any], best_params: list | None = None, best_states: list | None = None):
         self.configs = list(configs)
         self.curves = curves
         self._params = params
         self._model_states = model_states
+        self._best = (best_params, best_states) if best_params is not None else None
         self.meta = meta
         k = (meta.get("dataset") or {}).get("num_classes")
         div = [_divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k)
@@ -167,7 +168,8 @@ class SweepResult:
         for i, mt in enumerate(raw["metrics"]):
             for m in METRICS:
                 curves[m][i, : len(mt[m])] = mt[m]
-        return cls(configs, curves, raw["params"], raw["model_state"], meta)
+        return cls(configs, curves, raw["params"], raw["model_state"], meta,
+                   getattr(raw, "best_params", None), getattr(raw, "best_state", None))
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -181,13 +183,21 @@ class SweepResult:
         return self.diverged_epoch >= 0
 
     # ------------------------------------------------------------------ views
-    def params(self, i: int) -> dict:
-        """Final parameters of config i (PyTorch layout: dense[k] = {"w": [out, in], "b": [out]})."""
-        return self._params[i]
+    def params(self, i: int, best: bool = False) -> dict:
+        """Final parameters of config i (PyTorch layout: dense[k] = {"w": [out, in], "b": [out]}).
+        `best=True`: those after its best epoch instead (the highest validation accuracy, the earliest
+        of ties; training accuracy without a validation split: `table["best_epoch"]`), what early
+        stopping would have kept."""
+        return self._best_or_final(0, i) if best else self._params[i]
 
-    def model_state(self, i: int) -> dict:
-        """Final BatchNorm running statistics and fixed encodings of config i."""
-        return self._model_states[i]
+    def model_state(self, i: int, best: bool = False) -> dict:
+        """Final BatchNorm running statistics and fixed encodings of config i (`best`: as in params)."""
+        return self._best_or_final(1, i) if best else self._model_states[i]
+
+    def _best_or_final(self, which: int, i: int) -> dict:
+        if self._best is None:
+            raise ValueError("this result holds no best-epoch parameters (it was saved by an older jaxfit)")
+        return self._best[which][i]
 
     @property
     def table(self) -> pd.DataFrame:
@@ -346,6 +356,9 @@ class SweepResult:
         for i in range(len(self)):
             flat.update({f"{i}/params/{k}": v for k, v in _flatten(self._params[i]).items()})
             flat.update({f"{i}/state/{k}": v for k, v in _flatten(self._model_states[i]).items()})
+            if self._best is not None:
+                flat.update({f"{i}/best_params/{k}": v for k, v in _flatten(self._best[0][i]).items()})
+                flat.update({f"{i}/best_state/{k}": v for k, v in _flatten(self._best[1][i]).items()})
         return flat
 
     @classmethod
@@ -375,7 +388,8 @@ class SweepResult:
         try:
             with np.load(os.path.join(path, "curves.npz"), allow_pickle=False) as z:
                 curves = {k: z[k] for k in z.files}
-            per: list[dict[str, dict]] = [{"params": {}, "state": {}} for _ in configs]
+            per: list[dict[str, dict]] = [{"params": {}, "state": {}, "best_params": {}, "best_state": {}}
+                                          for _ in configs]
             held = set()
             with np.load(os.path.join(path, "params.npz"), allow_pickle=False) as z:
                 for k in z.files:
@@ -404,8 +418,11 @@ class SweepResult:
             raise no(f"table.parquet: holds {rows} configs, configs.json {n}")
         params = [_unflatten(p["params"]) for p in per]
         states = [_unflatten(p["state"]) for p in per]
+        has_best = any(p["best_params"] for p in per)
+        best = ([_unflatten(p["best_params"]) for p in per], [_unflatten(p["best_state"]) for p in per]) \
+            if has_best else (None, None)
         meta.pop("format_version", None)
-        return cls(configs, curves, params, states, meta)
+        return cls(configs, curves, params, states, meta, *best)
 
 
 MANIFEST = "manifest.json"

@@ -55,6 +55,21 @@ class TrainState(NamedTuple):
     step: jax.Array  # [] int32: optimizer steps taken
 
 
+class Carry(NamedTuple):
+    """What a segment program carries from one call to the next: the training state, and the
+    parameters and model state at the best epoch so far (highest validation accuracy, the earliest
+    of ties; training accuracy when there is no validation split): what an early-stopping user keeps."""
+    ts: TrainState
+    best_params: Any
+    best_state: Any
+    best_score: jax.Array  # [] -inf before the first epoch
+
+
+def best_score(m: dict, n_val: int):
+    """The score the best epoch maximises (see Carry)."""
+    return m["val_acc"] if n_val > 0 else m["train_acc"]
+
+
 class ProgramSpec(NamedTuple):
     """Everything that fixes one compiled program: the (fused) network, the losses and optimisers
     present, and what stays static: batch size, shuffling, dtype, the data's shapes, the epochs."""
@@ -283,8 +298,8 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
                  record_steps: bool = False):
     """The batched program for one bucket: `epochs` epochs of every config of a chunk per call.
 
-    Returns `run(carry, first, epoch0, runs, hp, lrs, data, inputs) -> (TrainState, metrics)`:
-    `carry` the TrainState of the previous call (on the first call, `first=True`, its params and
+    Returns `run(carry, first, epoch0, runs, hp, lrs, data, inputs) -> (Carry, metrics)`:
+    `carry` the Carry of the previous call (on the first call, `first=True`, its params and
     model state are the replayed ones where `runs.given_*`, zeros elsewhere); `epoch0` the index of
     the segment's first epoch; every leaf of `runs`, `hp` and `lrs` [n, epochs] (the learning rate
     of each epoch) has a leading config axis n. `inputs` is a dict of optional replay inputs, each
@@ -300,8 +315,11 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
         x_eval, y_eval = eval_rows(data)
         order = inputs.get("order")
         masks = inputs.get("dropout_masks")
-        ts0 = lax.cond(first, lambda: jax.vmap(lambda h, r, g: init_state(spec, h, data, r, g))(hp, runs, carry),
-                       lambda: carry)
+        def fresh():
+            ts = jax.vmap(lambda h, r, g: init_state(spec, h, data, r, g))(hp, runs, carry.ts)
+            return Carry(ts, ts.params, ts.model_state, jnp.full_like(carry.best_score, -jnp.inf))
+
+        c0 = lax.cond(first, fresh, lambda: carry)
 
         def one(h, r, lr, t, e, o, dm):
             new, m = train_steps(spec, h, lr, data, t, e, r, o, dm, record_steps)
@@ -309,7 +327,8 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
             new = layers.select(active, new, t)
             return new, m
 
-        def body(ts, k):
+        def body(c, k):
+            ts = c.ts
             e = epoch0 + k
             lr_e = lrs[:, k]
             o = None if order is None else order[:, k]
@@ -320,8 +339,13 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
                 ts.params, ts.model_state, runs))
             active = e < runs.epochs
             m = {k2: (jnp.where(active, v, jnp.nan) if k2 in METRICS else v) for k2, v in m.items()}
-            return ts, m
+            score = best_score(m, spec.n_val)
+            better = active & (score > c.best_score)  # strict: the earliest of ties; NaN never
+            keep = jax.vmap(layers.select)
+            c = Carry(ts, keep(better, ts.params, c.best_params), keep(better, ts.model_state, c.best_state),
+                      jnp.where(better, score, c.best_score))
+            return c, m
 
-        return lax.scan(body, ts0, jnp.arange(epochs, dtype=jnp.int32))
+        return lax.scan(body, c0, jnp.arange(epochs, dtype=jnp.int32))
 
     return run

@@ -177,3 +177,12 @@ def test_kill_9_while_compiling_training_or_saving_then_resume_equals_an_uninter
         got = pd.read_parquet(out / "table.parquet")
         pd.testing.assert_frame_equal(got, expect, check_exact=True)
         assert not glob.glob(str(out / "**" / "*.tmp*"), recursive=True), name
+
+
+@pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "examples", "*.toml"))
+                                        if os.path.basename(p) != "sum_mod.toml"))  # sum_mod.toml: the test above
+def test_every_example_spec_runs_with_smoke(tmp_path, name):
+    run = jaxfit("sweep", os.path.join(ROOT, "examples", name), "--smoke", "--no-progress", "--no-cache",
+                 "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "diagnostics" in run.stdout and os.path.exists(tmp_path / "out" / "report.html")

@@ -153,9 +153,13 @@ def test_padded_units_stay_exactly_zero(small):
     data = _device_data(small, "float32")
     carry = _carry0(spec, runs, hp, data, None, None)
     prog = jax.jit(make_segment(spec, 3))
-    ts, m = prog(carry, np.bool_(True), np.int32(0), runs, hp, lrs, data, {})
+    c, m = prog(carry, np.bool_(True), np.int32(0), runs, hp, lrs, data, {})
     assert np.isfinite(np.asarray(m["train_loss"])).all()
-    p, s = jax.tree_util.tree_map(np.asarray, (ts.params, ts.model_state))
+    for params, state in ((c.ts.params, c.ts.model_state), (c.best_params, c.best_state)):  # best epoch's too
+        check_padding_zero(cfgs, spec, *jax.tree_util.tree_map(np.asarray, (params, state)))
+
+
+def check_padding_zero(cfgs, spec, p, s):
     for k, c in enumerate(cfgs):
         pk = jax.tree_util.tree_map(lambda a: a[k], p)
         sk = jax.tree_util.tree_map(lambda a: a[k], s)
