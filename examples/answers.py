@@ -66,7 +66,7 @@ def load_table(d: str) -> pd.DataFrame:
     return t
 
 
-GROUP = ["hidden", "activation", "output", "encoding", "fourier_scale", "optimizer", "lr", "schedule",
+GROUP = ["hidden", "activation", "output", "encoding", "fourier_features", "fourier_scale", "optimizer", "lr", "schedule",
          "batch_size", "dropout", "epochs"]
 
 
