@@ -364,7 +364,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from jaxfit import datasets, parity, tasks
+    from jaxfit import datasets, tasks
+    from torchref import parity  # the command line stands above both packages
 
     if args.target in tasks.TASKS:
         task = tasks.get(args.target)

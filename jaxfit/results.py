@@ -34,7 +34,9 @@ FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.c
 HIGHER_IS_BETTER = {"train_acc", "val_acc"}
 
 
-def _flatten(tree, prefix=""):
+def flatten(tree, prefix=""):
+    """A params / model-state pytree (dicts and lists) as {"dense/0/w": array, ...}: the one spelling
+    of a leaf's path in saved results, checkpoints and the parity tests."""
     if isinstance(tree, dict):
         items = tree.items()
     elif isinstance(tree, (list, tuple)):
@@ -43,8 +45,11 @@ def _flatten(tree, prefix=""):
         return {prefix: np.asarray(tree)}
     out = {}
     for k, v in items:
-        out.update(_flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+        out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
     return out
+
+
+_flatten = flatten
 
 
 def _unflatten(flat: dict[str, np.ndarray]):

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from jaxfit import Config, datasets, parity
+from jaxfit import Config, datasets
+from torchref import parity
 from jaxfit.cli import main
 
 

@@ -15,7 +15,8 @@ import torch
 
 import jaxfit
 import torchref
-from jaxfit import Config, parity
+from jaxfit import Config
+from torchref import parity
 from jaxfit.cli import main
 from jaxfit.nn import layers
 

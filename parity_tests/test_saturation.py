@@ -49,6 +49,7 @@ import pytest
 import torch
 
 import jaxfit
+from jaxfit import results
 import torchref
 from jaxfit import Config
 from jaxfit.nn import layers, losses
@@ -83,17 +84,8 @@ def bce_grad_eps(value: float):
         jaxfit.engine.clear_cache()
 
 
-def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-    if isinstance(tree, dict):
-        items = sorted(tree.items())
-    elif isinstance(tree, (list, tuple)):
-        items = list(enumerate(tree))
-    else:
-        return {prefix: np.asarray(tree, np.float64)}
-    out: dict[str, np.ndarray] = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
-    return out
+def flatten(tree) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float64) for k, v in results.flatten(tree).items()}
 
 
 def deviations(tr, jr) -> dict[str, float]:

@@ -35,10 +35,11 @@ import pytest
 import torch
 
 import jaxfit
+from jaxfit import results
 import torchref
 from jaxfit import Config
 from jaxfit.config import ACTIVATIONS, ENCODINGS, INPUT_NORMS, LOSSES, OPTIMIZERS, OUTPUTS, SCHEDULES
-from jaxfit.train import KEY_DROPOUT, METRICS
+from jaxfit.train import KEY_DROPOUT, METRICS, effective_batch
 from torchref.train import make_scheduler
 
 # ----------------------------------------------------------------------------- tolerances
@@ -164,7 +165,7 @@ def describe(c: Case) -> str:
 
 
 def steps_per_epoch(cfg: Config, n: int) -> tuple[int, int]:
-    b = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
+    b = effective_batch(cfg.batch_size, n)
     return -(-n // b), b
 
 
@@ -196,17 +197,7 @@ def jaxfit_dropout_masks(cfg: Config, order: np.ndarray) -> list:
     return [[[np.asarray(m) for m in at(jnp.int32(e * steps + s))] for s in range(steps)] for e in range(epochs)]
 
 
-def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-    if isinstance(tree, dict):
-        items = sorted(tree.items())
-    elif isinstance(tree, (list, tuple)):
-        items = list(enumerate(tree))
-    else:
-        return {prefix: np.asarray(tree)}
-    out: dict[str, np.ndarray] = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
-    return out
+flatten = results.flatten
 
 
 def curve_violations(torch_curves, jax_curves, names, atol) -> list[str]:

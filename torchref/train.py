@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from jaxfit.train import effective_batch
+
 from .convert import build_model, to_params, to_state_dict, torch_dtype
 
 METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
@@ -240,7 +242,7 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     opt = make_optimizer(config, model.parameters())
     sched = make_scheduler(config, opt)
 
-    batch = n if config.batch_size == 0 else min(config.batch_size, n)
+    batch = effective_batch(config.batch_size, n)
     steps = -(-n // batch)
     if batch_order is not None:
         batch_order = np.asarray(batch_order)

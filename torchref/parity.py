@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-from .datasets import Dataset
+from jaxfit.config import Config
+from jaxfit.datasets import Dataset
 
 METRICS_SHOWN = ("train_loss", "last_batch_loss", "full_train_loss", "val_loss", "val_acc")
 MAX_RECORDED_STEPS = 20_000  # steps=True keeps every step's parameters on both sides
@@ -327,7 +327,7 @@ def replay(data: Dataset, config: Config, *, steps: bool = False, torch_masks: b
     import torch
 
     import torchref
-    from . import api
+    from jaxfit import api
 
     total = api.model_steps(data, [config])
     if steps and total > MAX_RECORDED_STEPS:
