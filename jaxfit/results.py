@@ -293,7 +293,12 @@ class SweepResult:
         if x.ndim != 2 or x.shape[1] != ds["num_features"]:
             raise ValueError(f"predict: x must have shape [B, {ds['num_features']}], got {x.shape}")
         with jax.enable_x64(c.dtype == "float64"):
-            out, _ = layers.apply(arch, self._params[i], self._model_states[i], x, train=False)
+            import jax.numpy as jnp
+
+            # as JAX arrays (not NumPy ones, which some steps would round differently in the last bit):
+            # the same numbers as the trained program's evaluation and as to_flax(i)
+            p, s, xj = jax.tree_util.tree_map(jnp.asarray, (self._params[i], self._model_states[i], x))
+            out, _ = layers.apply(arch, p, s, xj, train=False)
             return np.asarray(out)
 
     def predict(self, i: int, x) -> np.ndarray:
@@ -318,6 +323,23 @@ class SweepResult:
         model = torchref.build_model(c, ds["num_features"], ds["num_classes"])
         model.load_state_dict(torchref.to_state_dict(self._params[i], self._model_states[i], c))
         return model.eval().to(torch.float64 if c.dtype == "float64" else torch.float32)
+
+    def to_flax(self, i: int, best: bool = False):
+        """Config i as a `flax.nnx` module (`jaxfit.flax.MLP`) holding its trained weights (`best`: as
+        in params), BatchNorm running statistics and fixed encodings, in eval mode: its outputs are
+        `outputs(i, x)` and its predictions `predict(i, x)`; a float64 config's module computes in float64 with JAX's
+        x64 enabled. Needs flax."""
+        import jax
+
+        from .flax import MLP
+        from .train import num_outputs
+
+        c, ds = self.configs[i], self.meta["dataset"]
+        with jax.enable_x64(c.dtype == "float64"):
+            model = MLP.from_params(c, self.params(i, best), self.model_state(i, best),
+                                    num_features=ds["num_features"], num_outputs=num_outputs(c.loss, ds["num_classes"]))
+        model.eval()
+        return model
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> str:

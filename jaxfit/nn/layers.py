@@ -253,18 +253,28 @@ def init(arch: Arch, key: jax.Array, dtype, *, fourier_scale=1.0, x_train=None, 
         params["in_bn"] = _bn_params(arch.num_features, dtype)
         state["in_bn"] = _bn_state(arch.num_features, dtype)
     if "standardize" in arch.input_norms:
-        # Per feature, population std (ddof 0) of the training split; a constant feature keeps scale 1.
-        mean = jnp.mean(x_train, axis=0)
-        std = jnp.sqrt(jnp.mean((x_train - mean) ** 2, axis=0))
-        state["norm_mean"] = mean
-        state["norm_std"] = jnp.where(std > 0, std, jnp.ones_like(std))
+        state["norm_mean"], state["norm_std"] = input_stats(x_train)
     if "fourier" in arch.encodings:
-        b = jax.random.normal(jax.random.fold_in(key, 1), (arch.fourier_features, arch.num_features), dtype)
-        b = b * jnp.asarray(fourier_scale, dtype)
+        b = fourier_matrix(jax.random.fold_in(key, 1), arch.fourier_features, arch.num_features, dtype,
+                           fourier_scale)
         if struct is not None and arch.padded:  # rows past the config's own count are padding
             b = jnp.where(jnp.arange(arch.fourier_features)[:, None] < struct.fourier_features, b, 0)
         state["fourier"] = b
     return params, state
+
+
+def input_stats(x_train) -> tuple[jax.Array, jax.Array]:
+    """(mean, std) of input standardisation: per feature, the population std (ddof 0) of the
+    training split; a constant feature keeps scale 1."""
+    mean = jnp.mean(x_train, axis=0)
+    std = jnp.sqrt(jnp.mean((x_train - mean) ** 2, axis=0))
+    return mean, jnp.where(std > 0, std, jnp.ones_like(std))
+
+
+def fourier_matrix(key, fourier_features: int, num_features: int, dtype, scale=1.0) -> jax.Array:
+    """The fixed Fourier matrix B [fourier_features, num_features] ~ N(0, scale^2)."""
+    b = jax.random.normal(key, (fourier_features, num_features), dtype)
+    return b * jnp.asarray(scale, dtype)
 
 
 def slot_shapes(arch: Arch) -> list[tuple[int, int]]:
@@ -423,21 +433,37 @@ def unpad_tree(arch: Arch, c, params: dict, state: dict) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- forward
 
 
-def batchnorm(x, p, s, mask, train: bool):
+def linear(x, w, b):
+    """nn.Linear: x [B, in] -> x @ w.T + b, w [out, in]."""
+    return x @ w.T + b
+
+
+def standardize(x, mean, std):
+    """Input standardisation with fixed statistics (`input_stats`)."""
+    return (x - mean) / std
+
+
+def fourier_encode(x, b):
+    """Random Fourier features: x -> [sin(2 pi x B^T), cos(2 pi x B^T)]."""
+    z = (2 * math.pi) * (x @ b.T)
+    return jnp.concatenate([jnp.sin(z), jnp.cos(z)], axis=-1)
+
+
+def batchnorm(x, p, s, mask, train: bool, *, momentum: float = BN_MOMENTUM, eps: float = BN_EPS):
     """nn.BatchNorm1d: normalise with the batch's biased variance in training and update the running
     statistics with momentum 0.1 and the UNBIASED variance; use the running statistics in eval.
     `mask` [B] marks real rows: padded rows take no part in the statistics."""
     if not train:
-        inv = jax.lax.rsqrt(s["var"] + BN_EPS)
+        inv = jax.lax.rsqrt(s["var"] + eps)
         return (x - s["mean"]) * inv * p["weight"] + p["bias"], s
     m = mask[:, None].astype(x.dtype)
     n = jnp.sum(m)
     mean = jnp.sum(x * m, axis=0) / n
     var = jnp.sum(((x - mean) * m) ** 2, axis=0) / n
     unbiased = var * n / jnp.maximum(n - 1, 1)
-    new_s = {"mean": (1 - BN_MOMENTUM) * s["mean"] + BN_MOMENTUM * mean,
-             "var": (1 - BN_MOMENTUM) * s["var"] + BN_MOMENTUM * unbiased}
-    y = (x - mean) * jax.lax.rsqrt(var + BN_EPS) * p["weight"] + p["bias"]
+    new_s = {"mean": (1 - momentum) * s["mean"] + momentum * mean,
+             "var": (1 - momentum) * s["var"] + momentum * unbiased}
+    y = (x - mean) * jax.lax.rsqrt(var + eps) * p["weight"] + p["bias"]
     return y, new_s
 
 
@@ -452,6 +478,17 @@ def dropout_keep(key, keep, batch: int, own_width, width: int):
     cols = jnp.arange(width)[None, :]
     idx = jnp.where(cols < own_width, jnp.arange(batch)[:, None] * own_width + cols, 0)
     return u[idx] < keep
+
+
+def dropout(h, rate, key=None, *, keep_mask=None, own_width=None):
+    """nn.Dropout in training: h * (mask / (1 - rate)), the Bernoulli(1 - rate) mask [B, width]
+    drawn from `key` (`dropout_keep`; `own_width`: a padded layer's own width) unless `keep_mask`
+    (0/1) is given. `rate` may be a traced array (no Python branch on it); rate 0 keeps everything."""
+    keep = 1 - rate
+    if keep_mask is None:
+        width = h.shape[-1]
+        keep_mask = dropout_keep(key, keep, h.shape[0], width if own_width is None else own_width, width)
+    return h * (keep_mask.astype(h.dtype) / keep)
 
 
 def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
@@ -473,7 +510,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
 
     norms = {
         "none": lambda x: (x, state.get("in_bn")),
-        "standardize": lambda x: ((x - state["norm_mean"]) / state["norm_std"], state.get("in_bn")),
+        "standardize": lambda x: (standardize(x, state["norm_mean"], state["norm_std"]), state.get("in_bn")),
         "batchnorm": lambda x: batchnorm(x, params["in_bn"], state["in_bn"], mask, train),
     }
     x, in_bn = choose(None if s is None else s.input_norm, arch.input_norms, norms, x)
@@ -481,8 +518,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
         new_state["in_bn"] = in_bn
 
     def fourier(x):
-        z = (2 * math.pi) * (x @ state["fourier"].T)
-        e = jnp.concatenate([jnp.sin(z), jnp.cos(z)], axis=-1)
+        e = fourier_encode(x, state["fourier"])
         return e if e.shape[-1] == fin else jnp.pad(e, ((0, 0), (0, fin - e.shape[-1])))
 
     fin = arch.encoded_features
@@ -496,7 +532,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
     dense = params["dense"]
     bn_states = []
     for i, width in enumerate(arch.hidden):
-        h = x @ dense[i]["w"].T + dense[i]["b"]
+        h = linear(x, dense[i]["w"], dense[i]["b"])
         if arch.batchnorm:
             hb, bs = batchnorm(h, params["bn"][i], state["bn"][i], mask, train)
             if s is None:
@@ -506,19 +542,16 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
             bn_states.append(bs)
         h = choose(None if s is None else s.activation, arch.activations, acts, h)
         if arch.use_dropout and train:
-            keep = 1 - dropout_rate
-            if dropout_masks is not None:
-                m = dropout_masks[i][:, :width].astype(h.dtype)  # given masks are padded to the widest layer
+            if dropout_masks is not None:  # given masks are padded to the widest layer
+                h = dropout(h, dropout_rate, keep_mask=dropout_masks[i][:, :width])
             else:
                 own = width if s is None or not arch.padded else s.widths[i]
-                m = dropout_keep(jax.random.fold_in(dropout_key, i), keep, h.shape[0], own, width).astype(h.dtype)
-            # nn.Dropout: x * (mask / (1 - p)); rate 0 keeps everything and scales by 1.
-            h = h * (m / keep)
+                h = dropout(h, dropout_rate, jax.random.fold_in(dropout_key, i), own_width=own)
         if s is not None and arch.padded:
             h = jnp.where(jnp.arange(width) < s.widths[i], h, 0)  # padded units: exact zeros
         # a shallower network passes its input through this layer unchanged
         x = h if s is None or i < min(arch.depths or (arch.depth,)) else jnp.where(i < s.depth, h, x)
     if arch.batchnorm:
         new_state["bn"] = bn_states
-    x = x @ dense[-1]["w"].T + dense[-1]["b"]
+    x = linear(x, dense[-1]["w"], dense[-1]["b"])
     return choose(None if s is None else s.output, arch.outputs, OUTPUTS, x), new_state
