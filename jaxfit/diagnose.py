@@ -74,6 +74,11 @@ OUTPUT_Z_BOUND = 15.0
 """unnormalised_inputs: or output pre-activations (logits) with |z| above this on
 SATURATED_ROWS_FRAC of the rows (a sigmoid there is within 3e-7 of its bound)."""
 DEAD_RELU_FRAC = 0.3
+# The activation flags (saturated units, dead ReLUs) run each config's network on at most this many
+# training rows, a seeded uniform subsample of larger splits (2 s a config at 200,000 rows otherwise);
+# a unit active only on rows left out can then read "dead": a bounded approximation, the same for
+# every config.
+ACTIVATION_ROWS = 20_000
 """dead_relu: more than this fraction of the hidden relu units never active on the training data."""
 OSC_WINDOW = 10
 """oscillation: the last this-many epochs (all epochs when fewer)."""
@@ -283,6 +288,9 @@ def diagnose(result, data=None) -> pd.DataFrame:
             mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
             ratio = np.where(std > 0, np.abs(mean) / np.where(std > 0, std, 1.0), np.where(mean != 0, np.inf, 0.0))
             offset_ratio = float(ratio.max()) if ratio.size else 0.0
+    x_act = x_tr
+    if x_tr is not None and x_tr.shape[0] > ACTIVATION_ROWS:
+        x_act = x_tr[np.sort(np.random.default_rng(0).choice(x_tr.shape[0], ACTIVATION_ROWS, replace=False))]
     rows = []
     for i, c in enumerate(result.configs):
         cur = {m: np.asarray(result.curves[m][i, : c.epochs], np.float64) for m in result.curves}
@@ -318,7 +326,7 @@ def diagnose(result, data=None) -> pd.DataFrame:
             fw = None
             if not diverged:
                 try:
-                    fw = forward(c, result.params(i), result.model_state(i), x_tr)
+                    fw = forward(c, result.params(i), result.model_state(i), x_act)
                 except Exception:  # a layout this forward does not know: leave the activation flags unset
                     fw = None
             if fw is None:
