@@ -32,7 +32,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           progress: bool | str | Callable[[int, int], None] = False,
           on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
           matmul_precision: str = "highest", dropout_masks: Sequence[Any] | None = None,
-          fuse: str = "auto", segment: int | None = None, record_steps: bool = False) -> SweepResult:
+          fuse: str = "auto", segment: int | None = None, record_steps: bool = False,
+          model: Callable | None = None) -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -65,6 +66,21 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
       segment: epochs per call of the compiled program (default: about 1.5 s of estimated work).
       record_steps: also keep every optimizer step's loss and parameters (`result.step_losses`,
         `result.step_params`; for short replays: `jaxfit parity --steps`).
+      model: your own Flax network instead of the built-in one: a factory
+        `model(config, num_features, num_outputs, rngs) -> flax.nnx.Module`, called once per config on
+        the host (`rngs`: nnx.Rngs seeded from `config.seed`, as the built-in network's init). The
+        contract of the module (see jaxfit.flax):
+        - `module(x, train=..., [key=..., rate=..., mask=...])` maps x [B, num_features] to what
+          `config.output` names (logits, softmax or sigmoid probabilities) for `config.loss`, shape
+          [B, num_outputs]; only the keywords its signature names are passed.
+        - jaxfit.flax's `Dropout` and `BatchNorm1d` inside it get the mode, the step's dropout key (the
+          j-th Dropout called: fold_in(key, j)), `config.dropout` (for Dropout(rate=None)) and the row
+          mask of a padded batch without being wired; other layers get them through the keywords.
+        - nnx.Param variables are trained (jaxfit's losses, optimisers and schedules); every other
+          variable (BatchNorm statistics, buffers) is state, returned updated by the forward pass.
+        Configs whose modules share a graph (nnx.split's GraphDef) share one compiled program; numbers
+        (rates, seeds, the module's own non-structural variables) are vmapped. Not combinable with
+        params, model_states, dropout_masks, checkpoint_dir or record_steps.
     """
     configs = list(configs)
     _check_inputs(data, configs)
@@ -74,7 +90,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
                            chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
                            on_chunk=on_chunk, checkpoint_dir=checkpoint_dir,
                            matmul_precision=matmul_precision, dropout_masks=dropout_masks, fuse=fuse,
-                           segment=segment, record_steps=record_steps)
+                           segment=segment, record_steps=record_steps, model=model)
     wall = time.perf_counter() - t0
     plans = raw.plans
     meta = {
@@ -100,6 +116,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
     }
+    if model is not None:
+        meta["model"] = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
     result = SweepResult.from_run(configs, raw, meta).attach_data(data)  # the diagnostics read the data
     if record_steps:
         result.step_losses, result.step_params = raw.step_losses, raw.step_params

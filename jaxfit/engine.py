@@ -154,6 +154,7 @@ class SweepRun:
     best_state: list | None = None
     step_losses: list | None = None  # with record_steps: per config [epochs, steps]
     step_params: list | None = None  # with record_steps: per config, [epochs, steps] of its own params
+    user: list | None = None  # with model=: per config (graphdef, initial params State, initial state State)
 
     def __getitem__(self, k):  # the dict spelling the results module used
         return getattr(self, k)
@@ -195,8 +196,11 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
               memory_budget_bytes: int | None = None, progress: bool | Callable | None = None,
               on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
               matmul_precision: str = "highest", fuse: str = "auto", segment: int | None = None,
-              record_steps: bool = False) -> SweepRun:
+              record_steps: bool = False, model: Callable | None = None) -> SweepRun:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
+
+    `model`: a factory `model(config, num_features, num_outputs, rngs) -> flax.nnx.Module` (see
+    jaxfit.api.sweep) trained instead of the built-in network.
 
     `params` / `model_states` / `batch_orders` / `dropout_masks`: None, or one entry per config
     (pass all or none). `on_chunk(plan, chunk_index, outputs)` runs after each chunk.
@@ -218,6 +222,16 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
             raise ValueError(f"{name}: need one entry per config ({n}), got {len(seq)}")
     if model_states is not None and params is None:
         raise ValueError("model_states were given without params: pass params too")
+    user = None
+    if model is not None:
+        given = [name for name, v in (("params", params), ("model_states", model_states),
+                                      ("dropout_masks", dropout_masks), ("checkpoint_dir", checkpoint_dir)) if v is not None]
+        if given or record_steps:
+            raise ValueError(f"model=: cannot be combined with {', '.join(given + ['record_steps'] * record_steps)} "
+                             "(a user module's own parameters are its initial ones; checkpoints are keyed by the "
+                             "configs alone)")
+        user = build_user_models(model, data, configs)
+        params, model_states = [u[1] for u in user], [u[2] for u in user]
     if dropout_masks is not None and batch_orders is None:
         raise ValueError("dropout_masks need batch_orders (the masks are aligned with the batch order's rows)")
     injected = params is not None or batch_orders is not None or dropout_masks is not None
@@ -231,13 +245,13 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
         dropout_masks = [None if configs[i].dropout == 0 and m is None else
                          check_dropout_masks(m, configs[i], batch_orders[i], f"dropout_masks of config {i}")
                          for i, m in enumerate(dropout_masks)]
-    buckets = plan_buckets(data, configs, fuse=fuse)
+    buckets = plan_buckets(data, configs, fuse=fuse) if user is None else _user_buckets(data, configs, user)
     from .checkpoint import ChunkStore
 
     store = ChunkStore(checkpoint_dir) if checkpoint_dir is not None else None
     lrs_all = optim.lr_table(configs, max(c.epochs for c in configs))
     out = SweepRun([None] * n, [None] * n, [None] * n, [], buckets, [None] * n, [None] * n,
-                   [None] * n if record_steps else None, [None] * n if record_steps else None)
+                   [None] * n if record_steps else None, [None] * n if record_steps else None, user)
     ndev = len(jax.devices())
     total_epochs = sum(c.epochs for c in configs)
     bar = progressmod.make(progress, total_epochs)
@@ -264,6 +278,50 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     return out
 
 
+def build_user_models(factory: Callable, data: Dataset, configs: Sequence[Config]) -> list:
+    """Each config's module from the user's factory, split into (graphdef, params, state), its forward
+    pass checked on two rows (output shape [B, num_outputs]) before anything compiles."""
+    from flax import nnx
+
+    from .flax import apply_graph, init_key, split_for_program
+    from .train import num_outputs
+
+    out = []
+    for i, c in enumerate(configs):
+        k = num_outputs(c.loss, data.num_classes)
+        with programs.x64_scope(c.dtype):
+            module = factory(c, data.num_features, k, nnx.Rngs(params=init_key(c.seed), dropout=init_key(c.seed)))
+            if not isinstance(module, nnx.Module):
+                raise ValueError(f"model: the factory returned {type(module).__name__} for config {i}, not a flax.nnx.Module "
+                                 "(wrap a linen module with flax.nnx.bridge.ToNNX)")
+            g, p, s = split_for_program(module)
+            x = np.asarray(data.x_train[:2], c.dtype)
+            shape = jax.eval_shape(lambda p, s: apply_graph(g, p, s, x, train=False)[0], p, s).shape
+        if tuple(shape) != (x.shape[0], k):
+            raise ValueError(f"model: config {i}'s module maps x [B, {data.num_features}] to {tuple(shape)}, but its loss "
+                             f"{c.loss!r} on {data.num_classes} classes needs [B, {k}]")
+        out.append((g, p, s))
+    return out
+
+
+def _user_buckets(data: Dataset, configs: Sequence[Config], user: list) -> list[Bucket]:
+    """One program per module graph and static remainder: no padding or fusion for a user's module."""
+    out = []
+    for b in plan_buckets(data, configs, fuse="none"):
+        groups: dict[Any, list[int]] = {}
+        for i in b.members:
+            groups.setdefault(user[i][0], []).append(i)
+        for g, members in groups.items():
+            out.append(Bucket(len(out), b.spec._replace(model=g), members, dict(b.estimate)))
+    return out
+
+
+def _as_dtype(tree, dtype):
+    """Floating leaves of a user's params/state in the config's dtype (integer counters kept)."""
+    return jax.tree_util.tree_map(
+        lambda a: np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a), tree)
+
+
 def _initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int) -> int:
     """Configs per chunk of a bucket before XLA's memory analysis has had its say."""
     size = chunk_size or max(1, min(len(b.members), budget // max(estimate_bytes_per_config(b.spec), 1)))
@@ -288,7 +346,10 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
     hp = cfgmod.hparams(cs, dtype)
     lrs = lrs_all[members, :E].astype(dtype)
     given_p = given_s = None
-    if params is not None:
+    if spec.model is not None:
+        given_p = _stack([_as_dtype(params[i], dtype) for i in members])
+        given_s = _stack([_as_dtype(model_states[i], dtype) for i in members])
+    elif params is not None:
         padded = [layers.pad_tree(spec.arch, configs[i], params[i], model_states[i] if model_states else {}, dtype)
                   for i in members]
         given_p = _stack([p for p, _ in padded])
@@ -318,7 +379,16 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
 
 
 def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):
-    """The first call's carry: zeros, with the replayed params / model state where given."""
+    """The first call's carry: zeros, with the replayed params / model state where given (a user's
+    module: its own, always)."""
+    if spec.model is not None:
+        g = TrainState(given_p, given_s, None, None)
+        shapes = jax.eval_shape(lambda h, r, gg: jax.vmap(lambda a, b, c: init_state(spec, a, dev_data, b, c))(h, r, gg),
+                                hp, runs, g)
+        zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        n = np.shape(jax.tree_util.tree_leaves(hp)[0])[0]
+        return Carry(TrainState(given_p, given_s, zeros.opt_state, zeros.step), zeros.params, zeros.model_state,
+                     np.full(n, -np.inf, np.dtype(spec.dtype)))
     shapes = jax.eval_shape(lambda h, r: jax.vmap(lambda hh, rr: init_state(spec, hh, dev_data, rr))(h, r), hp, runs)
     zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     p = zeros.params if given_p is None else jax.tree_util.tree_map(lambda z, g: np.asarray(g, z.dtype),
@@ -408,10 +478,16 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                               if name != "step_loss"}
             p = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_params)
             s = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_state)
-            out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
             bp = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_params)
             bs = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_state)
-            out.best_params[i], out.best_state[i] = layers.unpad_tree(spec.arch, c, bp, bs)
+            if spec.model is not None:  # a user's module: its variables as plain nested dicts
+                from flax import nnx
+
+                out.params[i], out.model_state[i] = nnx.to_pure_dict(p), nnx.to_pure_dict(s)
+                out.best_params[i], out.best_state[i] = nnx.to_pure_dict(bp), nnx.to_pure_dict(bs)
+            else:
+                out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
+                out.best_params[i], out.best_state[i] = layers.unpad_tree(spec.arch, c, bp, bs)
             if record_steps:
                 out.step_losses[i] = np.asarray(metrics["step_loss"][: c.epochs, k])
                 S = metrics["step_loss"].shape[2]

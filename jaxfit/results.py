@@ -153,6 +153,7 @@ class SweepResult:
         self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
         self._table: pd.DataFrame | None = None
         self._data = None  # the training data, when known (attach_data), for the table's diagnostics
+        self._user = None  # model=: per config (graphdef, params State, state State) of the user's module
 
     def attach_data(self, data) -> "SweepResult":
         """Hand the result the Dataset it was trained on, so that `table` computes the data-dependent
@@ -173,8 +174,10 @@ class SweepResult:
         for i, mt in enumerate(raw["metrics"]):
             for m in METRICS:
                 curves[m][i, : len(mt[m])] = mt[m]
-        return cls(configs, curves, raw["params"], raw["model_state"], meta,
-                   getattr(raw, "best_params", None), getattr(raw, "best_state", None))
+        r = cls(configs, curves, raw["params"], raw["model_state"], meta,
+                getattr(raw, "best_params", None), getattr(raw, "best_state", None))
+        r._user = getattr(raw, "user", None)
+        return r
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -288,6 +291,13 @@ class SweepResult:
 
         c = self.configs[i]
         ds = self.meta["dataset"]
+        if self.meta.get("model"):
+            from .flax import apply_graph
+
+            with jax.enable_x64(c.dtype == "float64"):
+                g, p, s = self._user_parts(i)
+                out, _ = apply_graph(g, p, s, jax.numpy.asarray(np.asarray(x, c.dtype)), train=False)
+                return np.asarray(out)
         arch = layers.arch_of(c, ds["num_features"], num_outputs(c.loss, ds["num_classes"]))
         x = np.asarray(x, dtype=c.dtype)
         if x.ndim != 2 or x.shape[1] != ds["num_features"]:
@@ -324,6 +334,22 @@ class SweepResult:
         model.load_state_dict(torchref.to_state_dict(self._params[i], self._model_states[i], c))
         return model.eval().to(torch.float64 if c.dtype == "float64" else torch.float32)
 
+    def _user_parts(self, i: int, best: bool = False):
+        """(graphdef, params State, state State) of a user module's config i, trained."""
+        if self._user is None:
+            raise ValueError(f"config {i} was trained with the user's module {self.meta.get('model')}: its graph is not "
+                             "saved with the result; rebuild the module with your factory and load params(i) / "
+                             "model_state(i) into it (nnx.replace_by_pure_dict)")
+        import jax
+        from flax import nnx
+
+        g, p0, s0 = self._user[i]
+        p = jax.tree_util.tree_map(lambda a: a, p0)  # a copy of the State to fill
+        s = jax.tree_util.tree_map(lambda a: a, s0)
+        nnx.replace_by_pure_dict(p, self.params(i, best))
+        nnx.replace_by_pure_dict(s, self.model_state(i, best))
+        return g, p, s
+
     def to_flax(self, i: int, best: bool = False):
         """Config i as a `flax.nnx` module (`jaxfit.flax.MLP`) holding its trained weights (`best`: as
         in params), BatchNorm running statistics and fixed encodings, in eval mode: its outputs are
@@ -335,6 +361,13 @@ class SweepResult:
         from .train import num_outputs
 
         c, ds = self.configs[i], self.meta["dataset"]
+        if self.meta.get("model"):  # the user's own module, trained
+            from flax import nnx
+
+            with jax.enable_x64(c.dtype == "float64"):
+                model = nnx.merge(*self._user_parts(i, best))
+            model.eval()
+            return model
         with jax.enable_x64(c.dtype == "float64"):
             model = MLP.from_params(c, self.params(i, best), self.model_state(i, best),
                                     num_features=ds["num_features"], num_outputs=num_outputs(c.loss, ds["num_classes"]))

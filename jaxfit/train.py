@@ -83,6 +83,10 @@ class ProgramSpec(NamedTuple):
     epochs: int  # the longest config's
     n_train: int
     n_val: int
+    # A user's flax.nnx module (jaxfit.sweep(..., model=factory)): its static graph (nnx.split's
+    # GraphDef, hashable). None: the built-in network `arch`. With a model, `arch` still says what the
+    # configs ask for (output kind, dropout on/off); the forward pass is the module's.
+    model: Any = None
 
     @property
     def batch(self) -> int:
@@ -171,6 +175,9 @@ def _struct(spec: ProgramSpec, run: Run | None):
 def init_state(spec: ProgramSpec, hp, data: Data, run: Run, given: TrainState | None = None) -> TrainState:
     """One config's starting state; where `run.given_params` / `run.given_state`, the params / model
     state of `given` replace the fresh ones."""
+    if spec.model is not None:  # a user's module: its params and state come in as `given` (built on the host)
+        return TrainState(given.params, given.model_state, optim.init_state(spec.optimizers, given.params),
+                          jnp.zeros([], jnp.int32))
     dtype = jnp.dtype(spec.dtype)
     k_init, _, _ = _keys(hp.seed)
     params, state = layers.init(spec.arch, k_init, dtype, fourier_scale=hp.fourier_scale, x_train=data.x_train,
@@ -179,6 +186,20 @@ def init_state(spec: ProgramSpec, hp, data: Data, run: Run, given: TrainState | 
         params = layers.select(run.given_params, given.params, params)
         state = layers.select(run.given_state, given.model_state, state)
     return TrainState(params, state, optim.init_state(spec.optimizers, params), jnp.zeros([], jnp.int32))
+
+
+def forward(spec: ProgramSpec, params, state, x, *, train: bool, mask=None, dropout_rate=None, dropout_key=None,
+            struct=None, dropout_masks=None):
+    """One network's forward pass -> (outputs, new state): the built-in network (`layers.apply`), or the
+    user's nnx module (`jaxfit.flax.apply_graph`), which gets the mode, the row mask, the dropout key and
+    rate through its signature or jaxfit.flax's layers."""
+    if spec.model is not None:
+        from .flax.program import apply_graph
+
+        return apply_graph(spec.model, params, state, x, train=train, key=dropout_key if train else None,
+                           rate=dropout_rate if train else None, mask=mask)
+    return layers.apply(spec.arch, params, state, x, train=train, mask=mask, dropout_rate=dropout_rate,
+                        dropout_key=dropout_key, struct=struct, dropout_masks=dropout_masks)
 
 
 def _masked_update(spec: ProgramSpec, run: Run, params):
@@ -216,10 +237,9 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
         else:
             mask, safe = None, idx
         x, y = data.x_train[safe], data.y_train[safe]
-        dkey = jax.random.fold_in(k_dropout, step) if arch.use_dropout else None
-        out, new_state = layers.apply(arch, params, model_state, x, train=True, mask=mask,
-                                      dropout_rate=hp.dropout, dropout_key=dkey, struct=struct,
-                                      dropout_masks=masks)
+        dkey = jax.random.fold_in(k_dropout, step) if arch.use_dropout or spec.model is not None else None
+        out, new_state = forward(spec, params, model_state, x, train=True, mask=mask, dropout_rate=hp.dropout,
+                                 dropout_key=dkey, struct=struct, dropout_masks=masks)
         per_example = layers.choose(run.loss, spec.losses, losses.LOSSES, out, y)
         loss = losses.masked_mean(per_example, mask) if padded else jnp.mean(per_example)
         return loss, new_state
@@ -255,7 +275,7 @@ def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None =
     """The end-of-epoch evaluation of one config on `eval_rows`: eval-mode loss and accuracy on the
     training split (the first n_train rows) and the validation split (NaN when it is empty)."""
     n = spec.n_train
-    out, _ = layers.apply(spec.arch, params, model_state, x, train=False, struct=_struct(spec, run))
+    out, _ = forward(spec, params, model_state, x, train=False, struct=_struct(spec, run))
     loss = layers.choose(None if run is None else run.loss, spec.losses, losses.LOSSES, out, y)
     right = layers.choose(None if run is None else run.struct.output, spec.arch.outputs,
                           {k: (lambda o, y, k=k: losses.correct(o, y, k)) for k in spec.arch.outputs}, out, y)
