@@ -1,8 +1,9 @@
-"""Shared set-up for the parity tests: CPU JAX with float64 enabled, small data sets."""
+"""Shared set-up for the parity tests: CPU JAX, x64 where a test asks for it (`x64`), small data sets."""
 
 import os
 
-# Fixed before JAX starts (as tests/conftest.py): the CPU, with the devices XLA_FLAGS names (one unless set).
+# Fixed before JAX starts (as tests/conftest.py): the CPU, with as many host devices as the environment's
+# XLA_FLAGS gives (--xla_force_host_platform_device_count; one when it names none).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
@@ -12,9 +13,6 @@ import torch  # noqa: E402
 
 import jaxfit  # noqa: E402
 
-# float64 runs need x64 on the JAX side (jaxfit enables it itself for a float64 config; the tests
-# also build float64 arrays, such as dropout masks, before that).
-jax.config.update("jax_enable_x64", True)
 # Small models: one thread is faster than two and keeps torch's reductions in one fixed order.
 torch.set_num_threads(1)
 
@@ -26,6 +24,15 @@ def parity_data():
         "sum_bin": jaxfit.datasets.sum_bin(n=120, seed=0),  # 3 classes, 2 features in [0, 1)
         "heart_rate": jaxfit.datasets.heart_rate(n=96, seed=0),  # 2 classes, 1 raw feature near 92
     }
+
+
+@pytest.fixture
+def x64():
+    """x64 on for a test that builds float64 JAX arrays itself (dropout masks, activations at float64
+    thresholds); a module whose tests all do says `pytestmark = pytest.mark.usefixtures("x64")`.
+    Elsewhere x64 is off, as users run: jaxfit turns it on only around its own float64 configs."""
+    with jax.enable_x64(True):
+        yield
 
 
 @pytest.fixture(autouse=True)

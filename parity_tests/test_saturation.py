@@ -54,6 +54,9 @@ import torchref
 from jaxfit import Config
 from jaxfit.nn import layers, losses
 
+# Most tests here evaluate jaxfit's layers and losses on float64 JAX arrays of their own: x64 for this module.
+pytestmark = pytest.mark.usefixtures("x64")
+
 # test_trajectory.py's float64 bounds (../shared/PARITY.md: identical runs agree to 4.4e-16 over 100
 # steps and 5.4e-13 over 1,000; the smallest real mismatch it lists is 1e-8).
 LOSS_ATOL_F64 = 1e-10

@@ -183,18 +183,20 @@ def jaxfit_dropout_masks(cfg: Config, order: np.ndarray) -> list:
     """The dropout masks jaxfit draws, rebuilt from its key derivation (jaxfit/train.py `_keys` and
     `epoch`, jaxfit/nn/layers.py `apply`): PRNGKey(seed) folded with KEY_DROPOUT, then with the global
     step, then with the hidden layer index; Bernoulli(1 - p) of the padded batch's shape.
-    Returns masks[e][s][k] -> [batch, width_k] (0/1)."""
-    dtype = jnp.dtype(cfg.dtype)
-    k_drop = jax.random.fold_in(jax.random.PRNGKey(np.uint32(cfg.seed)), KEY_DROPOUT)
-    keep = 1 - jnp.asarray(cfg.dropout, dtype)
-    epochs, steps, batch = order.shape
+    Returns masks[e][s][k] -> [batch, width_k] (0/1). A float64 config's keep probability is a float64
+    JAX array, as in jaxfit's float64 program: x64 on here (the session fixture runs before `x64`)."""
+    with jax.enable_x64(cfg.dtype == "float64"):
+        dtype = jnp.dtype(cfg.dtype)
+        k_drop = jax.random.fold_in(jax.random.PRNGKey(np.uint32(cfg.seed)), KEY_DROPOUT)
+        keep = 1 - jnp.asarray(cfg.dropout, dtype)
+        epochs, steps, batch = order.shape
 
-    @jax.jit
-    def at(step):
-        k = jax.random.fold_in(k_drop, step)
-        return [jax.random.bernoulli(jax.random.fold_in(k, i), keep, (batch, h)) for i, h in enumerate(cfg.hidden)]
+        @jax.jit
+        def at(step):
+            k = jax.random.fold_in(k_drop, step)
+            return [jax.random.bernoulli(jax.random.fold_in(k, i), keep, (batch, h)) for i, h in enumerate(cfg.hidden)]
 
-    return [[[np.asarray(m) for m in at(jnp.int32(e * steps + s))] for s in range(steps)] for e in range(epochs)]
+        return [[[np.asarray(m) for m in at(jnp.int32(e * steps + s))] for s in range(steps)] for e in range(epochs)]
 
 
 flatten = results.flatten
@@ -409,7 +411,8 @@ SCHEDULE_CASES = [c for c in CASES if c.config.schedule != "constant"]
 
 @pytest.mark.parametrize("c", [pytest.param(c, id=c.id) for c in SCHEDULE_CASES])
 def test_lr_table_matches_torch_schedulers(c: Case):
-    """jaxfit's host-side learning-rate table is the lr torch's scheduler gives each epoch."""
+    """jaxfit's host-side learning-rate table is the lr torch's scheduler gives each epoch (step, exponential,
+    cosine past T_max with eta_min, cosine with the default T_max); the one test of `lr_table` against torch."""
     cfg = c.config.replace(epochs=12)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
     sched = make_scheduler(cfg, opt)
@@ -419,7 +422,7 @@ def test_lr_table_matches_torch_schedulers(c: Case):
         opt.step()
         sched.step()
     got = jaxfit.nn.optim.lr_table([cfg])[0]
-    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0, err_msg=describe(c))
+    np.testing.assert_array_equal(got, want, err_msg=describe(c))  # the same recursions: bitwise
 
 
 ROUND_TRIP = [
@@ -431,7 +434,7 @@ ROUND_TRIP = [
 
 
 @pytest.mark.parametrize("cfg", ROUND_TRIP, ids=lambda c: c.short().replace(" ", "_"))
-def test_converters_round_trip_and_forward(cfg: Config):
+def test_converters_round_trip_and_forward(cfg: Config, x64):  # float64 forward passes of its own
     """to_params/to_state_dict invert each other, and jaxfit's forward pass on the converted weights is
     the torch model's, in train and eval mode (BatchNorm buffers included)."""
     data = jaxfit.datasets.sum_bin(n=16, seed=1)

@@ -1,9 +1,12 @@
 import os
 
-# Fixed before JAX starts. Importing jaxfit leaves XLA_FLAGS alone, so the tests see the CPU devices
-# XLA_FLAGS names (one unless set); tests/test_devices.py runs two host devices in subprocesses.
+# Fixed before JAX starts. Importing jaxfit leaves XLA_FLAGS alone, so the tests see as many CPU
+# devices as the environment's XLA_FLAGS gives (--xla_force_host_platform_device_count; one when it
+# names none): a test that needs a device count sets or checks it itself.
+# tests/test_devices.py sets two host devices itself, in subprocesses.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import jax
 import numpy as np
 import pytest
 
@@ -23,3 +26,11 @@ def heart_small():
 @pytest.fixture(autouse=True)
 def _seeded():
     np.random.seed(0)
+
+
+@pytest.fixture
+def x64():
+    """x64 on for one test that builds float64 JAX arrays itself. The suite otherwise runs as users do,
+    x64 off (float32 defaults); jaxfit turns x64 on only around its own float64 configs."""
+    with jax.enable_x64(True):
+        yield
