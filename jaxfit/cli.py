@@ -389,7 +389,14 @@ def cmd_parity(args: argparse.Namespace) -> int:
           flush=True)
     if args.rows < 2:
         raise ValueError(f"--rows={args.rows} is invalid: need at least 2")
-    r = parity.replay(data, config, steps=args.steps)
+    if args.pair:
+        if args.steps:
+            raise ValueError("--steps is for the config's own network, not with --pair")
+        flax_factory, torch_module = _load_pair(args.pair)
+        r = parity.replay_pair(data, config, flax_factory,
+                               torch_module(config, data.num_features, _num_outputs(config, data)))
+    else:
+        r = parity.replay(data, config, steps=args.steps)
     if r.dropout:
         print(f"dropout: {r.dropout}")
     print(r.table())
@@ -403,6 +410,27 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"plot: {r.plot(args.plot)}")
     return 0 if r.ok and steps_ok else 1
+
+
+def _num_outputs(config, data) -> int:
+    from jaxfit.train import num_outputs
+
+    return num_outputs(config.loss, data.num_classes)
+
+
+def _load_pair(path: str):
+    """(flax_factory, torch_module) from a user's Python file."""
+    import importlib.util
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--pair {path}: no such file")
+    spec = importlib.util.spec_from_file_location("jaxfit_user_pair", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    missing = [n for n in ("flax_factory", "torch_module") if not callable(getattr(mod, n, None))]
+    if missing:
+        raise ValueError(f"--pair {path}: defines no {' or '.join(missing)} (see examples/residual_pair.py)")
+    return mod.flax_factory, mod.torch_module
 
 
 def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -476,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare every optimizer step's loss and parameters; print the steps around the first "
                         "difference and name it (runs of up to 20,000 steps)")
     q.add_argument("--rows", type=int, default=20, help="rows of the --steps table (default 20)")
+    q.add_argument("--pair", metavar="FILE.py",
+                   help="replay your own pair of models instead of the config's network: a Python file defining "
+                        "flax_factory(config, num_features, num_outputs, rngs) and torch_module(config, "
+                        "num_features, num_outputs) (see examples/residual_pair.py)")
     q.set_defaults(func=cmd_parity)
 
     r = sub.add_parser("report", help="(re)build a sweep directory's report.html",

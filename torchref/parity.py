@@ -396,3 +396,37 @@ def _parse_value(name: str, v: str, current: Any) -> Any:
         except ValueError:
             pass
     return v
+
+
+def replay_pair(data: Dataset, config: Config, flax_factory, torch_module) -> Replay:
+    """Parity for a user's own pair of models: a Flax module built from jaxfit.flax layers
+    (`flax_factory(config, num_features, num_outputs, rngs) -> nnx.Module`) and its PyTorch twin
+    (`torch_module`, an nn.Module built from the matching torch layers, whose attribute paths name the
+    same variables: `jaxfit.flax.state_dict(flax_module)` has the keys of `torch_module.state_dict()`).
+
+    PyTorch trains its twin from its own initial weights and DataLoader order (torchref.train(module=));
+    the Flax module gets the same initial weights by attribute path (a missing or extra key, or a
+    shape that differs, is refused by name) and is trained by jaxfit.sweep(model=) on the same batch
+    order. The Replay has the epoch table, largest deviation and verdict of `replay`. Dropout is
+    refused (each framework would draw its own masks)."""
+    import copy
+
+    import torch
+
+    import torchref
+    from jaxfit import api
+    from jaxfit.flax import load_state_dict
+
+    if config.dropout > 0:
+        raise ValueError("replay_pair: dropout > 0 cannot be replayed for a user's pair (each framework draws its own "
+                         "masks); set dropout=0")
+    initial = {k: v.detach().cpu().numpy().copy() for k, v in torch_module.state_dict().items()}
+    t = torchref.train(data, config, module=copy.deepcopy(torch_module))
+
+    def factory(c, F, K, rngs):
+        m = flax_factory(c, F, K, rngs)
+        load_state_dict(m, initial)
+        return m
+
+    j = api.sweep(data, [config], model=factory, batch_orders=[t.batch_order], matmul_precision="highest")
+    return compare(data, config, t, j)

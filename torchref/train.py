@@ -213,8 +213,15 @@ class _RecordedDropout:
 
 
 def train(data, config, *, params=None, model_state=None, batch_order=None, dropout_masks=None,
-          record_dropout: bool = False, record_params: bool = False) -> TorchResult:
-    """Train `config` on `data` (a `jaxfit.datasets.Dataset`) with PyTorch. See the module docstring."""
+          record_dropout: bool = False, record_params: bool = False, module=None) -> TorchResult:
+    """Train `config` on `data` (a `jaxfit.datasets.Dataset`) with PyTorch. See the module docstring.
+    `module`: a user's own torch.nn.Module to train instead of the config's network (in place, from
+    its current weights), by the same loop, loss, optimiser and scheduler; it maps x [B, F] to what
+    `config.output` names."""
+    if module is not None and (params is not None or model_state is not None or dropout_masks is not None
+                               or record_dropout or record_params):
+        raise ValueError("train(module=...): params, model_state, dropout_masks, record_dropout and record_params "
+                         "are for the config's own network")
     dtype = torch_dtype(config)
     x = torch.as_tensor(np.array(data.x_train), dtype=dtype)
     y = torch.as_tensor(np.array(data.y_train), dtype=torch.long)
@@ -222,7 +229,9 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     yv = torch.as_tensor(np.array(data.y_val), dtype=torch.long)
     n, num_features, num_classes = x.shape[0], x.shape[1], data.num_classes
 
-    if params is None:
+    if module is not None:
+        model = module.to(dtype)
+    elif params is None:
         torch.manual_seed(config.seed)
         model = build_model(config, num_features, num_classes, x_train=x)
         if model_state is not None:  # e.g. a given Fourier matrix with a fresh torch init
@@ -237,7 +246,9 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
                 _, model_state = to_params(model.state_dict(), config)
         model.load_state_dict(to_state_dict(params, model_state, config))
 
-    num_out = model.out.out_features
+    from jaxfit.train import num_outputs
+
+    num_out = num_outputs(config.loss, num_classes)
     loss_fn = make_loss(config, num_out)
     opt = make_optimizer(config, model.parameters())
     sched = make_scheduler(config, opt)
