@@ -78,7 +78,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           mask of a padded batch without being wired; other layers get them through the keywords.
         - nnx.Param variables are trained (jaxfit's losses, optimisers and schedules); every other
           variable (BatchNorm statistics, buffers) is state, returned updated by the forward pass.
-        Configs whose modules share a graph (nnx.split's GraphDef) share one compiled program; numbers
+        A flax.linen module: `model=jaxfit.flax.from_linen(make)`. Configs whose modules share a
+        graph (nnx.split's GraphDef) share one compiled program; numbers
         (rates, seeds, the module's own non-structural variables) are vmapped. Not combinable with
         params, model_states, dropout_masks, checkpoint_dir or record_steps.
     """

@@ -104,3 +104,23 @@ def test_a_bad_factory_is_refused_before_compiling(data):
     with pytest.raises(ValueError, match="cannot be combined with checkpoint_dir"):
         jaxfit.sweep(data, [Config(epochs=1)], model=builtin_factory(data), checkpoint_dir="x")
     assert jaxfit.compile_count() == c0
+
+
+def test_a_linen_module_sweeps_through_the_adapter(data):
+    import flax.linen as lnn
+
+    class LinenMLP(lnn.Module):
+        width: int
+
+        @lnn.compact
+        def __call__(self, x, train: bool = False):
+            return lnn.Dense(3, param_dtype=x.dtype)(lnn.tanh(lnn.Dense(self.width, param_dtype=x.dtype)(x)))
+
+    factory = jf.from_linen(lambda c, F, K: LinenMLP(width=12))
+    cfgs = jaxfit.grid(lr=[0.01, 0.03], optimizer="adam", epochs=3, batch_size=16, seed=[0, 1], dtype="float64")
+    r = jaxfit.sweep(data, cfgs, model=factory)
+    assert r.meta["programs"] == 1 and "from_linen" in r.meta["model"]
+    assert (r.curves["full_train_loss"][:, -1] < r.curves["full_train_loss"][:, 0]).all()
+    alone = jaxfit.sweep(data, [cfgs[3]], model=factory)
+    np.testing.assert_allclose(r.curves["train_loss"][3], alone.curves["train_loss"][0], rtol=0, atol=1e-12)
+    assert not np.array_equal(r.curves["train_loss"][0], r.curves["train_loss"][1])  # the seeds' inits differ

@@ -17,8 +17,10 @@ running variance with momentum 0.99 (the other way round), nnx.Dropout cannot ta
 `state_dict` / `load_state_dict`: a module's variables as {"linear0.weight": array, ...} and back
 (strict), the names of the PyTorch twin's state_dict. `split_for_program` / `apply_graph`: a module
 as (static graph, params, state) and a pure forward pass, for a vmapped training program.
+`from_linen(make)`: a flax.linen module as a sweep's `model=` factory (jaxfit.flax.linen).
 """
 
+from .linen import Linen, from_linen
 from .mlp import MLP, init_key
 from .modules import (SCHEMES, BatchNorm1d, Buffer, Dropout, Fourier, FourierMatrix, Hyper, InputStat, Linear,
                       Standardize, program_inputs)
@@ -26,6 +28,6 @@ from .program import apply_graph, split_for_program
 from .state_dict import load_state_dict, state_dict
 
 __all__ = [
-    "MLP", "SCHEMES", "BatchNorm1d", "Buffer", "Dropout", "Fourier", "FourierMatrix", "Hyper", "InputStat", "Linear",
-    "Standardize", "apply_graph", "init_key", "load_state_dict", "program_inputs", "split_for_program", "state_dict",
+    "Linen", "MLP", "SCHEMES", "BatchNorm1d", "Buffer", "Dropout", "Fourier", "FourierMatrix", "Hyper", "InputStat", "Linear",
+    "Standardize", "apply_graph", "from_linen", "init_key", "load_state_dict", "program_inputs", "split_for_program", "state_dict",
 ]
