@@ -2,9 +2,9 @@
 
 A `Config` is plain data. It splits in two:
 
-* `static_key(config)` -> `Static`: what fixes the shapes and the traced program (widths,
-  activation, loss, optimiser kind, batch size, epochs, dtype...). Configs with equal static keys
-  form a *bucket* and share one compiled program.
+* `static_key(config)` -> its `jaxfit.train.ProgramSpec`: what fixes the shapes and the traced
+  program (widths, activation, loss, optimiser kind, batch size, epochs, dtype...). Configs with
+  equal keys share one compiled program; the planner (jaxfit.plan) may fuse different ones.
 * `hparams(configs)` -> `HParams`: a NamedTuple of arrays, one entry per config, for every number
   `vmap` batches (learning rate, momentum, betas, eps, weight decay, dropout rate, Fourier scale,
   seed...). Changing these never recompiles.
@@ -274,35 +274,13 @@ def _validate(c: Config) -> None:
 # ----------------------------------------------------------------------------- static / dynamic
 
 
-class Static(NamedTuple):
-    """Everything that fixes the compiled program; configs with equal Static share one program."""
+def static_key(c: Config, num_features: int = 2, num_classes: int = 3, n_train: int = 0, n_val: int = 0):
+    """What fixes the compiled program of `c` trained alone, for a data shape: its ProgramSpec
+    (`jaxfit.train.spec_of`; one definition, not a second list of fields). Configs with equal keys
+    share a program even unfused; the planner may fuse configs of different keys (jaxfit.plan)."""
+    from .train import spec_of
 
-    hidden: tuple[int, ...]
-    activation: str
-    output: str
-    init: str
-    input_norm: str
-    batchnorm: bool
-    use_dropout: bool
-    encoding: str
-    fourier_features: int
-    loss: str
-    optimizer: str
-    nesterov: bool
-    batch_size: int
-    epochs: int
-    shuffle: bool
-    dtype: str
-
-
-def static_key(c: Config) -> Static:
-    return Static(
-        hidden=c.hidden, activation=c.activation, output=c.output, init=c.init,
-        input_norm=c.input_norm, batchnorm=bool(c.batchnorm), use_dropout=c.dropout > 0,
-        encoding=c.encoding, fourier_features=c.fourier_features if c.encoding == "fourier" else 0,
-        loss=c.loss, optimizer=c.optimizer, nesterov=bool(c.nesterov), batch_size=c.batch_size,
-        epochs=c.epochs, shuffle=bool(c.shuffle), dtype=c.dtype,
-    )
+    return spec_of(c, n_train, n_val, num_features, num_classes)
 
 
 class HParams(NamedTuple):

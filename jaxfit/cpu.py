@@ -117,9 +117,11 @@ def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]
         return 0, 0
     budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
     item = 8 if spec.dtype == "float64" else 4
+    from .nn import layers, optim  # (imports JAX: this module's top level must not)
+
     w = spec.arch.widths
-    n_params = sum(i * o + o for i, o in zip(w[:-1], w[1:]))
-    slots = 2 if any(k != "sgd" for k in spec.optimizers) else 1
+    n_params = layers.n_weights(spec.arch)
+    slots = optim.slot_count(spec.optimizers)
     train_bytes = item * (n_params * (2 + slots) + 3 * spec.batch * sum(w))
     eval_bytes = item * (n_params + 3 * max(spec.n_train, spec.n_val) * sum(w))
     per_dev = max(1, chunk // max(groups, 1))  # configs of one device (a group, see blocked_vmap)

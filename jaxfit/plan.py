@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .config import Config
-from .nn import layers
+from .nn import layers, optim
 from .train import ProgramSpec, num_outputs
 
 FUSE_MODES = ("auto", "none", "all")
@@ -86,9 +86,7 @@ def spec_for(configs: Sequence[Config], data) -> ProgramSpec:
     return uniq[0] if len(uniq) == 1 else fuse_specs(uniq)
 
 
-def n_weights(arch: layers.Arch) -> int:
-    w = arch.widths
-    return sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+n_weights = layers.n_weights
 
 
 def branches(spec: ProgramSpec) -> int:
@@ -190,7 +188,7 @@ def bytes_per_config(spec: ProgramSpec) -> int:
     a = spec.arch
     w = a.widths
     n_params = n_weights(a)
-    slots = 2 if any(k != "sgd" for k in spec.optimizers) else 1
+    slots = optim.slot_count(spec.optimizers)
     item = 8 if spec.dtype == "float64" else 4
     params_like = n_params * (3 + slots) * (1 + (len(spec.optimizers) - 1))  # params, grads, new, slots
     acts = 4 * spec.batch * sum(w) * len(a.activations)  # forward activations kept for the backward pass

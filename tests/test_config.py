@@ -623,6 +623,7 @@ SAME_KEY = {
     "seed": dict(seed=123),
     "schedule": dict(schedule="cosine", t_max=5, eta_min=1e-4),
     "schedule-constant": dict(schedule="constant"),
+    "nesterov": dict(nesterov=True),  # a per-config selector of the SGD update, not program structure
 }
 
 DIFFERENT_KEY = {
@@ -642,7 +643,6 @@ DIFFERENT_KEY = {
     "encoding": dict(encoding="identity"),
     "fourier_features": dict(fourier_features=8),
     "loss": dict(loss="mse"),
-    "nesterov": dict(nesterov=True),
     "shuffle": dict(shuffle=False),
 }
 

@@ -277,6 +277,12 @@ def fourier_matrix(key, fourier_features: int, num_features: int, dtype, scale=1
     return b * jnp.asarray(scale, dtype)
 
 
+def n_weights(arch: Arch) -> int:
+    """Weights and biases of the (padded) dense layers, the unit of the cost and memory models."""
+    w = arch.widths
+    return sum(i * o + o for i, o in zip(w[:-1], w[1:]))
+
+
 def slot_shapes(arch: Arch) -> list[tuple[int, int]]:
     """(fan_in, fan_out) of each dense slot of the padded network: the hidden layers, then the output
     layer in slot `depth`."""

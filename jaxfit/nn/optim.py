@@ -42,9 +42,15 @@ RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop's default smoothing constant
 KINDS = ("sgd", "adam", "adamw", "rmsprop")
 
 
+def slot_count(kinds: Sequence[str]) -> int:
+    """Parameter-shaped optimiser slots a program keeps: 1 (SGD's momentum buffer), 2 with any of
+    Adam / AdamW / RMSprop (first and second moments; RMSprop's square average and momentum)."""
+    return 2 if any(k != "sgd" for k in kinds) else 1
+
+
 def init_state(kinds: Sequence[str], params) -> OptState:
     z = tmap(jnp.zeros_like, params)
-    two = any(k != "sgd" for k in kinds)
+    two = slot_count(kinds) == 2
     return OptState(jnp.zeros([], jnp.int32), z, tmap(jnp.zeros_like, params) if two else None)
 
 
