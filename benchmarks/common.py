@@ -7,7 +7,7 @@ Throughput is model-steps per second summed over the networks trained at once.
 
 from __future__ import annotations
 
-from jaxfit.results import cpu_name as _cpu_name, git_commit
+from jaxfit.results import cpu_name as _cpu_name, git_commit, versions as _versions
 import ctypes
 import datetime as _dt
 import gc
@@ -355,20 +355,7 @@ def machine_slug(device: str) -> str:
 
 
 def versions() -> dict[str, Any]:
-    v: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__, "jaxfit": jaxfit.__version__}
-    try:
-        import jax
-        import jaxlib
-
-        v["jax"], v["jaxlib"] = jax.__version__, jaxlib.__version__
-    except Exception:
-        pass
-    try:
-        import torch
-
-        v["torch"] = torch.__version__
-    except Exception:
-        pass
+    v: dict[str, Any] = dict(_versions())  # one implementation: jaxfit.results.versions
     commit = git_commit()
     if commit:
         v["git"] = commit

@@ -577,13 +577,38 @@ def git_commit() -> str | None:
         return None
 
 
+VERSIONED = ("jaxfit", "jax", "jaxlib", "numpy", "flax", "optax", "torch")
+
+
+def versions() -> dict[str, str]:
+    """Python's and each installed package's version (from the installed metadata: nothing is imported,
+    so asking for torch's version does not load torch)."""
+    from importlib import metadata
+
+    v = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            v[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return v
+
+
+def provenance() -> dict[str, Any]:
+    """Where and when a result was computed, for a results file: the one record of the benchmarks,
+    the parity suite's result files and sweeps (`environment`)."""
+    import datetime
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"node": platform.node(), "platform": platform.platform(), "cpu": cpu_name(),
+                        "cpu_count": os.cpu_count()},
+            "versions": versions(), "git": git_commit()}
+
+
 def environment() -> dict[str, Any]:
     import jax
 
-    import jaxfit
-
     dev = jax.devices()[0]
-    return {"jaxfit": jaxfit.__version__, "jax": jax.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": dev.platform,
+    return {**versions(), "platform": dev.platform,
             "device": getattr(dev, "device_kind", str(dev)), "n_devices": jax.device_count(),
             "machine": platform.machine(), "cpu_count": os.cpu_count()}

@@ -17,10 +17,8 @@ writes parity_tests/results/convergence_*.json.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 
 import numpy as np
 import pytest
@@ -28,7 +26,7 @@ import pytest
 import jaxfit
 import torchref
 from jaxfit import stats, tasks
-from jaxfit.results import git_commit
+from jaxfit.results import provenance
 
 N_SEEDS = 128
 MARGIN_SD = 0.75  # PARITY.md: detects flax's default init (g about -3) and a 20%-off rate (g about +1.1)
@@ -104,14 +102,8 @@ def test_planted_difference_is_detected(plant, torch_aucs):
 
 
 def _write(name: str, payload: dict) -> None:
-    import jax
-    import torch
-
     os.makedirs(RESULTS, exist_ok=True)
-    payload = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores",
-               "versions": {"jax": jax.__version__, "torch": torch.__version__, "jaxfit": jaxfit.__version__},
-               "git": git_commit(),
-               "n_seeds": N_SEEDS, "margin_sd": MARGIN_SD, **payload}
+    payload = {**provenance(), "n_seeds": N_SEEDS, "margin_sd": MARGIN_SD, **payload}
     with open(os.path.join(RESULTS, name), "w") as f:
         json.dump(payload, f, indent=1)
 

@@ -32,12 +32,10 @@ Measured numbers and the circles setting found: parity_tests/results/DOCUMENTS.m
 
 from __future__ import annotations
 
-from jaxfit.results import cpu_name as _cpu_name, git_commit
-import datetime
+from jaxfit.results import provenance
 import json
 import math
 import os
-import platform
 
 import numpy as np
 import pytest
@@ -254,21 +252,14 @@ class Claims:
         assert not self.failures, "\n".join([f"{self.name}:"] + self.failures)
 
 
-_cpu_model = _cpu_name  # one implementation: jaxfit.results.cpu_name
 
 
 def write_results(name: str, payload: dict) -> str:
     os.makedirs(RESULTS, exist_ok=True)
     import jax
-    import jaxlib
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"node": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(),
-                    "cpu_count": os.cpu_count(), "jax_devices": [str(d) for d in jax.devices()]},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
-                     "jaxlib": jaxlib.__version__, "numpy": np.__version__},
-        "git": git_commit(),
-    }
+
+    meta = provenance()
+    meta["machine"]["jax_devices"] = [str(d) for d in jax.devices()]
     suffix = "" if len(SLOW_TORCH_SEEDS) == 32 else f"_seeds{len(SLOW_TORCH_SEEDS)}"
     path = os.path.join(RESULTS, f"documents_{name}{suffix}.json")
     with open(path, "w") as f:
