@@ -61,19 +61,11 @@ def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(same, 0.0, np.where(np.isnan(d), np.inf, d))
 
 
-def _leaves(tree, prefix: str = "") -> dict[str, np.ndarray]:
+def _leaves(tree) -> dict[str, np.ndarray]:
     """{"dense/1/w": array, ...} of a params tree (dicts and lists), in the tree's order."""
-    if isinstance(tree, dict):
-        out = {}
-        for k, v in tree.items():
-            out.update(_leaves(v, f"{prefix}{k}/"))
-        return out
-    if isinstance(tree, (list, tuple)):
-        out = {}
-        for i, v in enumerate(tree):
-            out.update(_leaves(v, f"{prefix}{i}/"))
-        return out
-    return {prefix[:-1]: np.asarray(tree)}
+    from jaxfit.results import flatten
+
+    return flatten(tree)
 
 
 def _fmt_index(index: tuple) -> str:
