@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -278,7 +279,9 @@ def test_eval_mode_is_the_identity_on_dropout(sum_bin_small):
     the same net with dropout 0; in training mode the dropout net's outputs differ (the check can fail)."""
     cfg = Config(hidden=(16, 16), dropout=0.5, epochs=1, seed=3)
     r = jaxfit.train(sum_bin_small, cfg)
-    p, st, x = r.params(0), r.model_state(0), sum_bin_small.x_val.astype(np.float32)
+    # as JAX arrays, as outputs() computes (NumPy arrays would round some steps differently)
+    p, st, x = jax.tree_util.tree_map(jnp.asarray, (r.params(0), r.model_state(0),
+                                                    sum_bin_small.x_val.astype(np.float32)))
     plain = layers.arch_of(cfg.replace(dropout=0.0), sum_bin_small.num_features, 3)
     want, _ = layers.apply(plain, p, st, x, train=False)
     drop = layers.arch_of(cfg, sum_bin_small.num_features, 3)
