@@ -380,16 +380,10 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
 
 def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):
     """The first call's carry: zeros, with the replayed params / model state where given (a user's
-    module: its own, always)."""
-    if spec.model is not None:
-        g = TrainState(given_p, given_s, None, None)
-        shapes = jax.eval_shape(lambda h, r, gg: jax.vmap(lambda a, b, c: init_state(spec, a, dev_data, b, c))(h, r, gg),
-                                hp, runs, g)
-        zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-        n = np.shape(jax.tree_util.tree_leaves(hp)[0])[0]
-        return Carry(TrainState(given_p, given_s, zeros.opt_state, zeros.step), zeros.params, zeros.model_state,
-                     np.full(n, -np.inf, np.dtype(spec.dtype)))
-    shapes = jax.eval_shape(lambda h, r: jax.vmap(lambda hh, rr: init_state(spec, hh, dev_data, rr))(h, r), hp, runs)
+    module: its own, always; init_state takes them from `given`)."""
+    g = None if spec.model is None else TrainState(given_p, given_s, None, None)
+    shapes = jax.eval_shape(lambda h, r, gg: jax.vmap(lambda a, b, c: init_state(spec, a, dev_data, b, c))(h, r, gg),
+                            hp, runs, g)
     zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     p = zeros.params if given_p is None else jax.tree_util.tree_map(lambda z, g: np.asarray(g, z.dtype),
                                                                    zeros.params, given_p)
