@@ -14,16 +14,33 @@ processes). The `jaxfit` command line does both.
 
 __version__ = "0.1.0"
 
-from .cpu import configure_host_devices  # noqa: E402  (no JAX import: callable before JAX starts)
-from . import datasets, engine  # noqa: E402
-from .api import model_steps, sweep, train  # noqa: E402
-from .config import Config, grid, int_uniform, log_uniform, sample, uniform  # noqa: E402
-from .programs import cache_hits, compile_count, enable_compilation_cache  # noqa: E402
-from .results import SweepResult  # noqa: E402
-from .diagnose import diagnose  # noqa: E402
+# Names are imported on first use (PEP 562), so `import jaxfit` and the command line's --version,
+# --help and `datasets` do not start JAX; `from jaxfit import sweep` imports what it needs.
+_LAZY = {
+    "configure_host_devices": "cpu", "datasets": None, "engine": None, "errors": None,
+    "model_steps": "api", "sweep": "api", "train": "api",
+    "Config": "config", "grid": "config", "int_uniform": "config", "log_uniform": "config", "sample": "config",
+    "uniform": "config",
+    "cache_hits": "programs", "compile_count": "programs", "enable_compilation_cache": "programs",
+    "SweepResult": "results", "diagnose": "diagnose", "UserError": "errors", "JaxfitWarning": "errors",
+}
 
-__all__ = [
-    "Config", "SweepResult", "cache_hits", "compile_count", "configure_host_devices", "datasets", "diagnose",
-    "enable_compilation_cache", "grid", "int_uniform", "log_uniform", "model_steps", "sample", "sweep", "train",
-    "uniform",
-]
+__all__ = sorted(n for n in _LAZY if n not in ("errors", "engine"))
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

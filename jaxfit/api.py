@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import time
 from typing import Any, Callable, Sequence
 
@@ -12,17 +13,32 @@ from .config import Config
 from .datasets import Dataset
 from .results import SweepResult, environment
 from .train import effective_batch
+from .errors import UserError
+
+
+def _positive_int(name: str, v, remedy: str) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+        raise UserError(f"{name}={v!r} is invalid: {remedy}")
+
+
+def _check_options(chunk_size, memory_budget, segment) -> None:
+    """The numeric options, checked before anything is planned or compiled."""
+    _positive_int("chunk_size", chunk_size, "need a positive integer (configs per compiled chunk), or None for as "
+                  "many as fit the memory budget")
+    _positive_int("memory_budget", memory_budget, "need a positive integer number of bytes (e.g. 2 * 2**30 for "
+                  "2 GiB), or None for the default (70% of an accelerator's memory, half the RAM on a CPU)")
+    _positive_int("segment", segment, "need a positive integer (epochs per program call), or None for the default")
 
 
 def _check_inputs(data, configs) -> None:
     if not isinstance(data, Dataset):
-        raise ValueError(f"data must be a jaxfit Dataset (jaxfit.datasets.sum_mod(), ..., from_arrays(x, y)), "
+        raise UserError(f"data must be a jaxfit Dataset (jaxfit.datasets.sum_mod(), ..., from_arrays(x, y)), "
                          f"got {type(data).__name__}")
     if not configs:
-        raise ValueError("configs is empty: pass at least one jaxfit.Config (jaxfit.grid(...) builds many)")
+        raise UserError("configs is empty: pass at least one jaxfit.Config (jaxfit.grid(...) builds many)")
     for i, c in enumerate(configs):
         if not isinstance(c, Config):
-            raise ValueError(f"configs[{i}] is a {type(c).__name__}, not a jaxfit.Config")
+            raise UserError(f"configs[{i}] is a {type(c).__name__}, not a jaxfit.Config")
         engine.check_config_for_data(c, data, i)
 
 
@@ -84,6 +100,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         params, model_states, dropout_masks, checkpoint_dir or record_steps.
     """
     configs = list(configs)
+    _check_options(chunk_size, memory_budget, segment)
     _check_inputs(data, configs)
     t0 = time.perf_counter()
     c0 = engine.compile_count()
@@ -114,6 +131,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "programs_compiled": sum(p.source == "compiled" for p in plans),
         "matmul_precision": matmul_precision,
         "model_steps": model_steps(data, configs),
+        "model_steps_trained": model_steps(data, [configs[i] for p in plans for ci, ch in enumerate(p.chunks)
+                                                  if ci not in p.resumed_chunks for i in ch]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
     }

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import fsio
+from .errors import UserError
 
 CHUNK_FORMAT = 3  # 3: the best epoch's params and model state too
 KINDS = ("metrics", "params", "model_state", "best_params", "best_state")  # per config (engine.SweepRun's lists)
@@ -97,7 +98,7 @@ class ChunkStore:
         try:
             return self._expected[key]
         except KeyError:
-            raise ValueError(f"ChunkStore: unknown key {key!r}: get it from store.key(fingerprint, configs)") from None
+            raise UserError(f"ChunkStore: unknown key {key!r}: get it from store.key(fingerprint, configs)") from None
 
     # ------------------------------------------------------------------ reading
     def get(self, key: str) -> list[dict] | None:
@@ -130,11 +131,11 @@ class ChunkStore:
         with np.load(file, allow_pickle=False) as z:
             names = z.files
             if _META not in names:
-                raise ValueError(f"no {_META} record (written before chunk format {CHUNK_FORMAT}?)")
+                raise UserError(f"no {_META} record (written before chunk format {CHUNK_FORMAT}?)")
             meta = json.loads(bytes(z[_META]).decode("utf-8"))
             arrays = {name: z[name] for name in names if name not in (_META, _N)}
         if not isinstance(meta, dict):
-            raise ValueError(f"{_META} is not a record")
+            raise UserError(f"{_META} is not a record")
         return arrays, meta
 
     @staticmethod

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
 from typing import Any, Sequence
+from .errors import UserError
 
 DEFAULT_DATASETS = ("sum_mod", "sum_bin")
 
@@ -54,24 +56,24 @@ def _check_options(args) -> None:
     metric = args.metric
     base = metric[6:] if metric.startswith("final_") else metric
     if base not in METRICS and not metric.startswith(("best_", "auc_")):
-        raise ValueError(f"--metric={metric!r} is invalid: choose among {', '.join(METRICS)} "
+        raise UserError(f"--metric={metric!r} is invalid: choose among {', '.join(METRICS)} "
                          "(or best_val_acc, best_val_loss, auc_full_train_loss)")
     for name in ("top", "epochs", "seeds", "n"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
-            raise ValueError(f"--{name}={v} is invalid: must be at least 1")
+            raise UserError(f"--{name}={v} is invalid: must be at least 1")
     spec = args.spec_pos or args.spec
     if args.spec_pos and args.spec and args.spec_pos != args.spec:
-        raise ValueError(f"two specs given ({args.spec_pos} and --spec {args.spec}): give one")
+        raise UserError(f"two specs given ({args.spec_pos} and --spec {args.spec}): give one")
     if spec and args.quick:
-        raise ValueError("--quick is the built-in quick sweep and has no meaning with a spec: use --smoke to run "
+        raise UserError("--quick is the built-in quick sweep and has no meaning with a spec: use --smoke to run "
                          "any spec on a tiny budget")
     if spec and args.datasets:
-        raise ValueError("--datasets has no meaning with a spec: its [[data]] tables name the datasets")
+        raise UserError("--datasets has no meaning with a spec: its [[data]] tables name the datasets")
     if args.quick and args.smoke:
-        raise ValueError("--quick and --smoke: give one (--smoke shrinks any sweep; --quick is a small built-in one)")
+        raise UserError("--quick and --smoke: give one (--smoke shrinks any sweep; --quick is a small built-in one)")
     if args.resume and args.force:
-        raise ValueError("--resume and --force contradict each other: --force starts afresh")
+        raise UserError("--resume and --force contradict each other: --force starts afresh")
 
 
 def _build(args):
@@ -99,7 +101,7 @@ def _estimate(spec, loaded, budget):
     for run, data in zip(spec.data, loaded):
         buckets = plan.plan_buckets(data, spec.configs)
         for b, row in zip(buckets, plan.describe(buckets, spec.configs)):
-            size = engine._initial_chunk(b, None, budget, ndev)
+            size = engine.initial_chunk(b, None, budget, ndev)
             per = plan.bytes_per_config(b.spec)
             row.update(dataset=run.label, chunk_size=size, chunks=-(-len(b.members) // size),
                        bytes_per_config=per, chunk_bytes=per * size)
@@ -136,19 +138,25 @@ def _print_plan(log, spec, rows, est_disk, budget) -> None:
     log(f"estimated time: {total:.0f} s (compiles shared by datasets of the same shapes count once when run)")
 
 
-def _prepare_out(args, spec, log) -> str:
+def _out_dir(args, spec) -> str:
     """The output directory: named from the spec and a hash of what it trains, so the same command
-    finds and resumes it; another sweep's directory is refused unless --force."""
+    finds and resumes it."""
+    out = args.out or os.path.join("jaxfit-runs", f"{spec.title}-{spec.digest}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: exists and is not a directory")
+    return out
+
+
+def _prepare_out(args, spec, out, log) -> None:
+    """Resume the same sweep in `out`, refuse another sweep's directory unless --force, or clear it.
+    Called only with `out`'s lock held: nothing in `out` is read, cleared or written before it."""
     import json
     import shutil
 
-    out = args.out or os.path.join("jaxfit-runs", f"{spec.title}-{spec.digest}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out}: exists and is not a directory")
-    marker = os.path.join(out, "sweep.json")
     from jaxfit.lock import LOCK_NAME
 
-    if os.path.isdir(out) and [f for f in os.listdir(out) if not f.startswith(LOCK_NAME)]:
+    marker = os.path.join(out, "sweep.json")
+    if [f for f in os.listdir(out) if not f.startswith(LOCK_NAME)]:
         same = False
         if os.path.exists(marker):
             try:
@@ -162,14 +170,13 @@ def _prepare_out(args, spec, log) -> str:
                 full = os.path.join(out, name)
                 shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.remove(full)
         elif not same:
-            raise ValueError(f"--out {out} holds {'another sweep' if os.path.exists(marker) else 'other files'}: "
-                             "choose another --out, or pass --force to start afresh there (its contents are deleted)")
+            raise UserError(f"--out {out} holds {'another sweep' if os.path.exists(marker) else 'other files'}: "
+                            "choose another --out, or pass --force to start afresh there (its contents are deleted)")
         else:
             log(f"resuming the sweep in {out} (finished chunks are reused)")
     from jaxfit import fsio
 
     fsio.check_writable(out)
-    return out
 
 
 def _write_sweep_files(out, spec, args) -> None:
@@ -205,43 +212,78 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             loaded.append(run.load())
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{spec.path or 'dataset'}: {run.label}: {e}") from None
+            raise UserError(f"{spec.path or 'dataset'}: {run.label}: {e}") from None
     for run, data in zip(spec.data, loaded):
         for i, c in enumerate(spec.configs):
             try:
                 jaxfit.engine.check_config_for_data(c, data, i)
             except ValueError as e:
-                raise ValueError(f"{run.label}: {e}") from None
+                raise UserError(f"{run.label}: {e}") from None
     budget = jaxfit.engine.memory_budget()
     rows = _estimate(spec, loaded, budget)
     disk = _param_bytes(spec, loaded)
+    out = _out_dir(args, spec)
     if args.dry_run:
         _print_plan(print, spec, rows, disk, budget)
+        refusal = _refusal(args, rows, budget) or _disk_refusal(args, out, disk)
+        if refusal:
+            print(f"dry run: the real run would be refused: {refusal}")
+            return 2
         print("dry run: nothing compiled or trained")
         return 0
-    if not args.no_limits:
-        big = [r for r in rows if r["bytes_per_config"] > budget]
-        if big:
-            r = big[0]
-            raise ValueError(f"{r['dataset']}: program {r['bucket'] + 1} needs about {r['bytes_per_config'] / 2**30:.1f} "
-                             f"GiB per config, over the memory budget of {budget / 2**30:.1f} GiB: shrink the nets or "
-                             "the data, or pass --no-limits to try anyway")
-    out = _prepare_out(args, spec, log)
+    refusal = _refusal(args, rows, budget)
+    if refusal:
+        raise UserError(refusal)
     _STATE["out"] = out
     from jaxfit.lock import DirLock
 
-    with DirLock(out):  # one writer per output directory
-        return _run_sweep(args, spec, loaded, rows, disk, budget, out, log)
+    existed = os.path.isdir(out)
+    try:
+        with DirLock(out):  # one writer per output directory, taken before anything in it is touched
+            _prepare_out(args, spec, out, log)
+            return _run_sweep(args, spec, loaded, rows, disk, budget, out, log)
+    except UserError:
+        if not existed:  # refused before writing: leave no empty directory behind
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
+        raise
+
+
+def _refusal(args, rows, budget) -> str | None:
+    """Why the run would be refused by the memory limit (None: it would not)."""
+    if args.no_limits:
+        return None
+    big = [r for r in rows if r["bytes_per_config"] > budget]
+    if not big:
+        return None
+    r = big[0]
+    return (f"{r['dataset']}: program {r['bucket'] + 1} needs about {r['bytes_per_config'] / 2**30:.1f} GiB per config, "
+            f"over the memory budget of {budget / 2**30:.1f} GiB: shrink the nets or the data, or pass --no-limits "
+            "to try anyway")
+
+
+def _disk_refusal(args, out, disk) -> str | None:
+    """Why the run would be refused for lack of disk space under `out` (None: it would not)."""
+    import shutil
+
+    if args.no_limits:
+        return None
+    probe = out
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe or ".").free
+    if disk <= free:
+        return None
+    return (f"--out {out}: the sweep's checkpoints and results need about {disk / 2**30:.1f} GiB, only "
+            f"{free / 2**30:.1f} GiB free: free space, choose another --out, or pass --no-limits")
 
 
 def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     import jaxfit
-    import shutil
 
-    free = shutil.disk_usage(out).free
-    if not args.no_limits and disk > free:
-        raise ValueError(f"--out {out}: the sweep's checkpoints and results need about {disk / 2**30:.1f} GiB, only "
-                         f"{free / 2**30:.1f} GiB free: free space, choose another --out, or pass --no-limits")
+    refusal = _disk_refusal(args, out, disk)
+    if refusal:
+        raise UserError(refusal)
     _print_plan(log, spec, rows, disk, budget)
     _write_sweep_files(out, spec, args)
     if not args.no_cache:
@@ -258,15 +300,13 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
         result.meta["dataset"]["args"] = run.args
         path = result.save(os.path.join(out, run.label))
         m = result.meta
-        steps = m["model_steps"]
         resumed = sum(p["resumed"] for p in m["plans"])
         if resumed:
             log(f"resumed {resumed} finished chunk(s) from {os.path.join(out, run.label, 'chunks')}")
         log(f"{len(spec.configs)} configs in {m['programs']} program(s) (fuse={m['fuse']}: the planner's estimate "
             f"of compile + run time decides what shares a program): compile {m['compile_s']:.1f} s "
             f"({m['programs_compiled']} compiled, {m['programs_from_disk']} from the disk cache), "
-            f"run {m['run_s']:.1f} s, {steps / max(m['run_s'], 1e-9):,.0f} model-steps/s, "
-            f"{int(result.diverged.sum())} diverged")
+            f"run {m['run_s']:.1f} s, {_throughput(m)}, {int(result.diverged.sum())} diverged")
         for row, p in zip(m["plan"], m["plans"]):
             archs = " ".join("x".join(map(str, h)) or "linear" for h in row["architectures"])
             log(f"  program {row['bucket'] + 1}: {row['configs']} configs; nets {archs} padded to "
@@ -276,14 +316,25 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
                 f"{p['run_s']:.1f} s")
         by = _varying(result.table, [f.name for f in __import__("dataclasses").fields(jaxfit.Config)
                                      if f.name != "seed"])
-        best = result.best(metric, k=top, by=by or None)
-        cols = by + [c for c in best.columns if c.startswith(("final_val_acc", "final_val_loss")) and
-                     c.endswith(("mean", "ci"))] + ["diverged_fraction"]
+        col, note = result.ranking_column(metric)  # note: no validation split, so a training metric ranks
+        import warnings
+
+        from jaxfit.errors import JaxfitWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", JaxfitWarning)  # the note is printed below instead
+            best = result.best(metric, k=top, by=by or None)  # the one ranking (the report's too)
+        shown = (col,) + (("final_val_acc", "final_val_loss") if "val_" in col else ("final_train_acc",
+                                                                                    "final_train_loss"))
+        cols = by + list(dict.fromkeys(c for m in shown for c in best.columns if c.startswith(m) and
+                                       c.endswith(("mean", "ci")))) + ["diverged_fraction"]
         import pandas as pd
 
+        if note:
+            log(f"note: {note}")
         with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format",
                                "{:.4f}".format):
-            log(f"top {top} by seed-averaged final {metric}:")
+            log(f"top {top} by seed-averaged {col.replace('final_', 'final ', 1)}:")
             log(best[cols].to_string(index=False))
         _print_diagnostics(log, result)
         log(f"saved {path} ({time.perf_counter() - t0:.1f} s)")
@@ -296,6 +347,16 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     print(f"results: {out}" + (f"  report: {report}" if report else "") +
           f"  (load one dataset's with jaxfit.SweepResult.load('{os.path.join(out, spec.data[0].label)}'))")
     return 0
+
+
+def _throughput(meta) -> str:
+    """Model-steps per second of what this process trained (resumed chunks excluded)."""
+    steps = meta.get("model_steps_trained", meta["model_steps"])
+    if steps == 0:
+        return "nothing trained (every chunk resumed)"
+    if meta["run_s"] <= 0:
+        return f"{steps:,} model-steps"
+    return f"{steps / meta['run_s']:,.0f} model-steps/s"
 
 
 def _print_diagnostics(log, result, examples: int = 3) -> None:
@@ -332,22 +393,29 @@ def _save_table(out: str, tables) -> None:
 
 
 def _report(out: str, log) -> str | None:
-    try:
-        from jaxfit import report
-    except ImportError:
-        return None
-    path = report.build(out)
+    from jaxfit import report
+
+    path, failures = report.build_checked(out)
+    _print_failures(failures)
     log(f"report: {path}")
     return path
 
 
+def _print_failures(failures) -> None:
+    for where, why in failures:
+        print(f"jaxfit: error: report: could not load {where}: {why} (the page says so in its place)",
+              file=sys.stderr)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.dir):
-        raise ValueError(f"{args.dir}: no such sweep directory")
+        raise UserError(f"{args.dir}: no such sweep directory")
     from jaxfit import report
 
-    print(report.build(args.dir))
-    return 0
+    path, failures = report.build_checked(args.dir)
+    _print_failures(failures)
+    print(path)
+    return 1 if failures else 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -373,7 +441,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         config = task.make_config(full=args.full)
     else:
         if "=" not in args.target:
-            raise ValueError(f"parity: {args.target!r} is neither a task ({', '.join(tasks.TASKS)}) nor a config "
+            raise UserError(f"parity: {args.target!r} is neither a task ({', '.join(tasks.TASKS)}) nor a config "
                              "such as 'hidden=16,16 optimizer=adam lr=0.01'")
         config = parity.parse_config(args.target)
         data = datasets.load(args.data, **({"n": args.n} if args.n else {}))
@@ -388,10 +456,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
     print(f"parity: {data.name} (n_train={data.n_train}), {config.short()}, {config.dtype}, {config.epochs} epochs",
           flush=True)
     if args.rows < 2:
-        raise ValueError(f"--rows={args.rows} is invalid: need at least 2")
+        raise UserError(f"--rows={args.rows} is invalid: need at least 2")
     if args.pair:
         if args.steps:
-            raise ValueError("--steps is for the config's own network, not with --pair")
+            raise UserError("--steps is for the config's own network, not with --pair")
         flax_factory, torch_module = _load_pair(args.pair)
         r = parity.replay_pair(data, config, flax_factory,
                                torch_module(config, data.num_features, _num_outputs(config, data)))
@@ -423,24 +491,14 @@ def _load_pair(path: str):
     import importlib.util
 
     if not os.path.isfile(path):
-        raise ValueError(f"--pair {path}: no such file")
+        raise UserError(f"--pair {path}: no such file")
     spec = importlib.util.spec_from_file_location("jaxfit_user_pair", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     missing = [n for n in ("flax_factory", "torch_module") if not callable(getattr(mod, n, None))]
     if missing:
-        raise ValueError(f"--pair {path}: defines no {' or '.join(missing)} (see examples/residual_pair.py)")
+        raise UserError(f"--pair {path}: defines no {' or '.join(missing)} (see examples/residual_pair.py)")
     return mod.flax_factory, mod.torch_module
-
-
-def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    try:
-        from benchmarks import throughput
-    except ImportError as e:
-        raise ValueError("bench: the benchmarks package is not importable (run from the repository, or "
-                         "install it with pip install -e .)") from e
-    throughput.main(list(rest))
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,9 +579,6 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  jaxfit datasets", formatter_class=argparse.RawDescriptionHelpFormatter)
     d.set_defaults(func=cmd_datasets)
 
-    b = sub.add_parser("bench", add_help=False, help="throughput benchmarks against PyTorch "
-                                                     "(python -m benchmarks.throughput; --help for options)")
-    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -531,12 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cpu import configure_host_devices
 
     configure_host_devices()  # before JAX starts: one XLA host device per core (jaxfit.cpu)
-    args, rest = build_parser().parse_known_args(argv)
-    if rest and args.func is not cmd_bench:
-        build_parser().parse_args(argv)  # the usual "unrecognized arguments" error
+    args = build_parser().parse_args(argv)
     try:
-        return args.func(args, rest) if args.func is cmd_bench else args.func(args)
-    except ValueError as e:  # bad input: one clear line, no traceback
+        return args.func(args)
+    except UserError as e:  # bad input: one clear line, no traceback (any other error keeps its traceback)
         print(f"jaxfit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

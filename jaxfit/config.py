@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+from .errors import UserError
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "softplus", "sin", "identity")
 OUTPUTS = ("logits", "softmax", "sigmoid")
@@ -145,7 +146,7 @@ class Config:
     def from_dict(cls, d: Mapping[str, Any]) -> "Config":
         unknown = set(d) - FIELD_NAMES
         if unknown:
-            raise ValueError(f"Config: unknown field(s) {sorted(unknown)}; the fields are {sorted(FIELD_NAMES)}")
+            raise UserError(f"Config: unknown field(s) {sorted(unknown)}; the fields are {sorted(FIELD_NAMES)}")
         d = dict(d)
         for name in ("hidden", "betas"):  # JSON gives lists; anything else is left for validation
             if isinstance(d.get(name), list):
@@ -180,7 +181,7 @@ def _is_real(v) -> bool:
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"Config.{name}={value!r} is invalid: {allowed}")
+    raise UserError(f"Config.{name}={value!r} is invalid: {allowed}")
 
 
 def _choice(cfg: Config, name: str, options: Sequence[str]) -> None:
@@ -341,7 +342,7 @@ def _check_fields(names: Iterable[str], where: str) -> None:
     if unknown:
         near = {u: difflib.get_close_matches(u, sorted(FIELD_NAMES), n=1) for u in unknown}
         hint = "; ".join(f"{u!r}: did you mean {m[0]!r}?" for u, m in near.items() if m)
-        raise ValueError(f"{where}: unknown field(s) {unknown}{' (' + hint + ')' if hint else ''}; "
+        raise UserError(f"{where}: unknown field(s) {unknown}{' (' + hint + ')' if hint else ''}; "
                          f"the fields are {sorted(FIELD_NAMES)}")
 
 
@@ -350,7 +351,7 @@ def _check_hidden_axis(v: Any, where: str) -> Any:
     several layers, or several one-layer nets?) and is refused. Lists inside (from TOML) become tuples."""
     if isinstance(v, range) or (isinstance(v, list) and any(_is_int(x) for x in v)):
         shown = list(v)
-        raise ValueError(
+        raise UserError(
             f"{where}: hidden={shown} is ambiguous: a flat list of integers is refused. For ONE network with "
             f"these layers write hidden={tuple(shown)} in Python (TOML: hidden = [{shown}]); for one "
             f"one-layer network per width write hidden={[(x,) for x in shown]} (TOML: hidden = "
@@ -404,7 +405,7 @@ def grid(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None, /,
     else:
         subgrids = list(spec)
         if not subgrids or not all(isinstance(s, Mapping) for s in subgrids):
-            raise ValueError("grid: the positional argument must be a dict or a non-empty list of dicts")
+            raise UserError("grid: the positional argument must be a dict or a non-empty list of dicts")
     out: list[Config] = []
     for sub in subgrids:
         merged = {**axes, **sub}
@@ -415,7 +416,7 @@ def grid(spec: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None, /,
         values = [list(merged[n]) if _is_axis(merged[n]) else [merged[n]] for n in names]
         for n, v in zip(names, values):
             if not v:
-                raise ValueError(f"grid: axis {n!r} is empty")
+                raise UserError(f"grid: axis {n!r} is empty")
         for combo in itertools.product(*values):
             out.append(Config(**_drop_unused(dict(zip(names, combo)))))
     return _dedupe(out)
@@ -438,19 +439,19 @@ class IntUniform(NamedTuple):
 
 def log_uniform(low: float, high: float) -> LogUniform:
     if not (0 < low <= high):
-        raise ValueError(f"log_uniform: need 0 < low <= high, got {low}, {high}")
+        raise UserError(f"log_uniform: need 0 < low <= high, got {low}, {high}")
     return LogUniform(float(low), float(high))
 
 
 def uniform(low: float, high: float) -> Uniform:
     if not low <= high:
-        raise ValueError(f"uniform: need low <= high, got {low}, {high}")
+        raise UserError(f"uniform: need low <= high, got {low}, {high}")
     return Uniform(float(low), float(high))
 
 
 def int_uniform(low: int, high: int) -> IntUniform:
     if not low <= high:
-        raise ValueError(f"int_uniform: need low <= high, got {low}, {high}")
+        raise UserError(f"int_uniform: need low <= high, got {low}, {high}")
     return IntUniform(int(low), int(high))
 
 
@@ -464,7 +465,7 @@ def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
     fewer than `n` configs can come back when the space is small.
     """
     if not _is_int(n) or n < 1:
-        raise ValueError(f"sample: n={n!r} must be a positive integer")
+        raise UserError(f"sample: n={n!r} must be a positive integer")
     _check_fields(distributions, "sample")
     if "hidden" in distributions:
         distributions = {**distributions, "hidden": _check_hidden_axis(distributions["hidden"], "sample")}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 from typing import Any
+from .errors import UserError
 
 FLAG = "--xla_force_host_platform_device_count"
 EXTRA = "--xla_backend_extra_options"
@@ -35,14 +36,16 @@ SMALL_LOOPS = "xla_cpu_small_while_loop_byte_threshold=1000000000"
 
 
 def _backends_started() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:  # JAX not even imported: nothing started (and no import just to ask)
+        return False
     try:
         from jax._src import xla_bridge
 
         return bool(xla_bridge.backends_are_initialized())
-    except Exception:  # a JAX without that helper: be safe, assume started only if jax is imported
-        import sys
-
-        return "jax" in sys.modules
+    except Exception:  # a JAX without that helper: be safe, assume started once jax is imported
+        return True
 
 
 def host_device_count() -> int:
@@ -52,9 +55,9 @@ def host_device_count() -> int:
     try:
         n = int(mode)
     except ValueError:
-        raise ValueError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer") from None
+        raise UserError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer") from None
     if n < 1:
-        raise ValueError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer")
+        raise UserError(f"JAXFIT_HOST_DEVICES={mode!r} is invalid: use 'auto' or a positive integer")
     return n
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from .errors import UserError
 
 __all__ = [
     "Dataset",
@@ -98,13 +99,13 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Dataset: name must be a non-empty str, got {self.name!r}")
+            raise UserError(f"Dataset: name must be a non-empty str, got {self.name!r}")
         if (
             isinstance(self.num_classes, bool)
             or not isinstance(self.num_classes, numbers.Integral)
             or self.num_classes < 2
         ):
-            raise ValueError(
+            raise UserError(
                 f"Dataset: num_classes must be an integer >= 2, got {self.num_classes!r}"
             )
         xt = _readonly(self.x_train, np.float64)
@@ -112,22 +113,22 @@ class Dataset:
         xv = _readonly(self.x_val, np.float64)
         yv = _readonly(self.y_val, np.int64)
         if xt.ndim != 2:
-            raise ValueError(f"Dataset: x_train must be 2-D, got shape {xt.shape}")
+            raise UserError(f"Dataset: x_train must be 2-D, got shape {xt.shape}")
         if yt.ndim != 1 or yt.shape[0] != xt.shape[0]:
-            raise ValueError(
+            raise UserError(
                 f"Dataset: y_train must be 1-D with {xt.shape[0]} rows, got shape {yt.shape}"
             )
         if xv.ndim != 2 or xv.shape[1] != xt.shape[1]:
-            raise ValueError(
+            raise UserError(
                 f"Dataset: x_val must be 2-D with {xt.shape[1]} columns, got shape {xv.shape}"
             )
         if yv.ndim != 1 or yv.shape[0] != xv.shape[0]:
-            raise ValueError(
+            raise UserError(
                 f"Dataset: y_val must be 1-D with {xv.shape[0]} rows, got shape {yv.shape}"
             )
         for label_name, y in (("y_train", yt), ("y_val", yv)):
             if y.size and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(
+                raise UserError(
                     f"Dataset: {label_name} has labels outside 0..{self.num_classes - 1}"
                 )
         object.__setattr__(self, "x_train", xt)
@@ -179,15 +180,15 @@ class Dataset:
 
 def _check_int(fn: str, arg: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{fn}: {arg} must be an integer >= {minimum}, got {value!r}")
+        raise UserError(f"{fn}: {arg} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{fn}: {arg} must be an integer >= {minimum}, got {value}")
+        raise UserError(f"{fn}: {arg} must be an integer >= {minimum}, got {value}")
     return int(value)
 
 
 def _check_real(fn: str, arg: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{fn}: {arg} must be a finite real number, got {value!r}")
+        raise UserError(f"{fn}: {arg} must be a finite real number, got {value!r}")
     return float(value)
 
 
@@ -288,10 +289,10 @@ def circles(
     n = _check_int(fn, "n", n, 1)
     noise = _check_real(fn, "noise", noise)
     if noise < 0:
-        raise ValueError(f"{fn}: noise must be >= 0, got {noise}")
+        raise UserError(f"{fn}: noise must be >= 0, got {noise}")
     factor = _check_real(fn, "factor", factor)
     if not 0 < factor < 1:
-        raise ValueError(f"{fn}: factor must be in the open interval (0, 1), got {factor}")
+        raise UserError(f"{fn}: factor must be in the open interval (0, 1), got {factor}")
     random_state = _check_int(fn, "random_state", random_state, 0)
     n_val = _n_val(fn, n, n_val)
 
@@ -348,7 +349,7 @@ def heart_rate(
     mean = _check_real(fn, "mean", mean)
     std = _check_real(fn, "std", std)
     if std <= 0:
-        raise ValueError(f"{fn}: std must be > 0, got {std}")
+        raise UserError(f"{fn}: std must be > 0, got {std}")
     threshold = _check_real(fn, "threshold", threshold)
     rng = np.random.default_rng(seed)
     hr = rng.normal(mean, std, size=n)
@@ -383,25 +384,25 @@ def _as_features(arg: str, x: Any) -> np.ndarray:
     try:
         a = np.asarray(x)
     except Exception as e:  # ragged lists etc.
-        raise ValueError(f"{_FN}: {arg} could not be read as an array ({e})") from None
+        raise UserError(f"{_FN}: {arg} could not be read as an array ({e})") from None
     if a.dtype.kind not in "iuf":
-        raise ValueError(
+        raise UserError(
             f"{_FN}: {arg} must be numeric (integer or float), got dtype {a.dtype}"
         )
     if a.ndim == 1:
-        raise ValueError(
+        raise UserError(
             f"{_FN}: {arg} must be 2-D [n, num_features], got 1-D shape {a.shape}; "
             f"for a single feature pass {arg}.reshape(-1, 1)"
         )
     if a.ndim != 2:
-        raise ValueError(f"{_FN}: {arg} must be 2-D [n, num_features], got shape {a.shape}")
+        raise UserError(f"{_FN}: {arg} must be 2-D [n, num_features], got shape {a.shape}")
     if a.shape[1] < 1:
-        raise ValueError(f"{_FN}: {arg} has 0 feature columns; need at least 1")
+        raise UserError(f"{_FN}: {arg} has 0 feature columns; need at least 1")
     a = a.astype(np.float64)
     bad = ~np.isfinite(a)
     if bad.any():
         rows = np.nonzero(bad.any(axis=1))[0]
-        raise ValueError(
+        raise UserError(
             f"{_FN}: {arg} has {int(bad.sum())} non-finite values (first at row "
             f"{int(rows[0])}); remove or impute NaN/inf before training"
         )
@@ -412,23 +413,23 @@ def _as_labels(arg: str, y: Any) -> np.ndarray:
     try:
         a = np.asarray(y)
     except Exception as e:
-        raise ValueError(f"{_FN}: {arg} could not be read as an array ({e})") from None
+        raise UserError(f"{_FN}: {arg} could not be read as an array ({e})") from None
     if a.dtype.kind not in "iuf":
-        raise ValueError(f"{_FN}: {arg} must hold integer labels, got dtype {a.dtype}")
+        raise UserError(f"{_FN}: {arg} must hold integer labels, got dtype {a.dtype}")
     if a.ndim != 1:
         hint = f"; pass {arg}.ravel()" if a.ndim == 2 and a.shape[1:] == (1,) else ""
-        raise ValueError(f"{_FN}: {arg} must be 1-D [n], got shape {a.shape}{hint}")
+        raise UserError(f"{_FN}: {arg} must be 1-D [n], got shape {a.shape}{hint}")
     if a.dtype.kind == "f":
         bad = ~np.isfinite(a)
         if bad.any():
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: {arg} has {int(bad.sum())} non-finite values "
                 f"(first at row {int(np.nonzero(bad)[0][0])})"
             )
         frac = a != np.round(a)
         if frac.any():
             i = int(np.nonzero(frac)[0][0])
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: {arg} must be integer-valued; {int(frac.sum())} values are not "
                 f"(first at row {i}: {a[i]!r})"
             )
@@ -441,7 +442,7 @@ def _check_range(arg: str, y: np.ndarray, num_classes: int) -> None:
         vals = np.unique(y[bad])
         shown = vals[:10].tolist()
         more = "" if len(vals) <= 10 else f" and {len(vals) - 10} more"
-        raise ValueError(
+        raise UserError(
             f"{_FN}: {arg} has labels outside 0..{num_classes - 1}: {shown}{more}"
         )
 
@@ -456,6 +457,7 @@ def from_arrays(
     name: str = "user",
     val_fraction: float = 0.0,
     seed: int = 0,
+    remap_labels: bool = False,
 ) -> Dataset:
     """Wrap the user's own arrays as a :class:`Dataset`, checking them first.
 
@@ -473,53 +475,79 @@ def from_arrays(
             ``np.random.default_rng(seed).permutation``; rows keep their
             original order within each split.
         seed: seed for the split.
+        remap_labels: map the distinct labels found (over ``y`` and ``y_val``, sorted) to
+            ``0..K-1``; the original values are kept in ``meta["label_values"]`` (class k is
+            ``label_values[k]``). Without it, labels that are not ``0..K-1`` are refused (labels
+            such as {0, 2, 5} would otherwise give 6 output units, 3 of them never trained), unless
+            ``num_classes`` is passed to say that the missing classes are real.
 
     Raises:
         ValueError: naming the argument and the problem.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{_FN}: name must be a non-empty str, got {name!r}")
+        raise UserError(f"{_FN}: name must be a non-empty str, got {name!r}")
     xa = _as_features("x", x)
     ya = _as_labels("y", y)
     if xa.shape[0] < 1:
-        raise ValueError(f"{_FN}: x has 0 rows; need at least 1")
+        raise UserError(f"{_FN}: x has 0 rows; need at least 1")
     if xa.shape[0] != ya.shape[0]:
-        raise ValueError(f"{_FN}: x has {xa.shape[0]} rows but y has {ya.shape[0]}")
+        raise UserError(f"{_FN}: x has {xa.shape[0]} rows but y has {ya.shape[0]}")
 
     if (x_val is None) != (y_val is None):
         given, missing = ("x_val", "y_val") if y_val is None else ("y_val", "x_val")
-        raise ValueError(f"{_FN}: {given} was given without {missing}; pass both or neither")
+        raise UserError(f"{_FN}: {given} was given without {missing}; pass both or neither")
 
     vf = val_fraction
     if isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not (0 <= vf < 1):
-        raise ValueError(f"{_FN}: val_fraction must be a number in [0, 1), got {vf!r}")
+        raise UserError(f"{_FN}: val_fraction must be a number in [0, 1), got {vf!r}")
     seed = _check_int(_FN, "seed", seed, 0)
 
     if x_val is not None:
         if vf > 0:
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: val_fraction={vf} cannot be used together with x_val/y_val; "
                 "pass one or the other"
             )
         xva = _as_features("x_val", x_val)
         yva = _as_labels("y_val", y_val)
         if xva.shape[1] != xa.shape[1]:
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: x_val has {xva.shape[1]} features but x has {xa.shape[1]}"
             )
         if xva.shape[0] != yva.shape[0]:
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: x_val has {xva.shape[0]} rows but y_val has {yva.shape[0]}"
             )
     else:
         xva = np.zeros((0, xa.shape[1]))
         yva = np.zeros((0,), dtype=np.int64)
 
+    label_values = None
+    if remap_labels:
+        if num_classes is not None:
+            raise UserError(f"{_FN}: remap_labels=True and num_classes={num_classes!r}: give one (remapping counts "
+                            "the classes found)")
+        values, inverse = np.unique(np.concatenate([ya, yva]), return_inverse=True)
+        ya, yva = inverse[: ya.shape[0]].astype(np.int64), inverse[ya.shape[0]:].astype(np.int64)
+        label_values = [int(v) for v in values]
+    elif num_classes is None:
+        found = np.unique(np.concatenate([ya, yva]))
+        if found.size >= 2 and (found[0] != 0 or found[-1] != found.size - 1):
+            shown = ", ".join(str(int(v)) for v in found[:8]) + (", ..." if found.size > 8 else "")
+            raise UserError(
+                f"{_FN}: y holds {found.size} distinct labels ({shown}), not 0..{found.size - 1}: "
+                + ("a negative label is no class index" if found[0] < 0 else
+                   f"as given they would need {int(found[-1]) + 1} output units, "
+                   f"{int(found[-1]) + 1 - found.size} of them for classes that never occur")
+                + ". Pass remap_labels=True "
+                f"(the sorted labels become 0..{found.size - 1}; [[data]] remap_labels = true in a spec), remap "
+                "them yourself (np.unique(y, return_inverse=True)[1]), or pass num_classes= if the missing "
+                "classes are real")
     if num_classes is None:
         top = int(max(ya.max(), yva.max() if yva.size else ya.max()))
         C = max(top, 0) + 1
         if ya.min() >= 0 and (yva.size == 0 or yva.min() >= 0) and C < 2:
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: y has only one class (max label {top}), so num_classes would be "
                 f"{C}; need at least 2 (pass num_classes= explicitly)"
             )
@@ -533,7 +561,7 @@ def from_arrays(
         n = xa.shape[0]
         n_val = int(round(n * vf))
         if n_val < 1 or n - n_val < 1:
-            raise ValueError(
+            raise UserError(
                 f"{_FN}: val_fraction={vf} of {n} rows leaves {n_val} validation and "
                 f"{n - n_val} training rows; each split needs at least 1"
             )
@@ -545,6 +573,8 @@ def from_arrays(
     meta: dict = {"source": "from_arrays", "n": int(xa.shape[0]), "n_val": int(xva.shape[0])}
     if split:
         meta.update(split)
+    if label_values is not None:
+        meta["label_values"] = label_values
     return Dataset(
         name=name,
         x_train=xa,
@@ -572,5 +602,5 @@ def load(name: str, **kwargs: Any) -> Dataset:
     """Build the registered dataset ``name`` with the generator's ``kwargs``."""
     if not isinstance(name, str) or name not in DATASETS:
         allowed = ", ".join(sorted(DATASETS))
-        raise ValueError(f"load: unknown dataset {name!r}; allowed names: {allowed}")
+        raise UserError(f"load: unknown dataset {name!r}; allowed names: {allowed}")
     return DATASETS[name](**kwargs)

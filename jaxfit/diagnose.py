@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from .errors import UserError
 
 __all__ = ["diagnose", "forward", "FLAGS", "prior_loss", "double_softmax_floor"]
 
@@ -260,7 +261,7 @@ def _data_for(result, data):
     if data is not None:
         want = ds.get("fingerprint")
         if want is not None and data.fingerprint() != want:
-            raise ValueError(f"diagnose: data has fingerprint {data.fingerprint()}, the result was trained on "
+            raise UserError(f"diagnose: data has fingerprint {data.fingerprint()}, the result was trained on "
                              f"{want}")
         return data, ""
     from .report import _regenerate

@@ -38,6 +38,7 @@ from .nn import layers, optim
 from .plan import Bucket, plan_buckets
 from .programs import clear_cache, compile_count, enable_compilation_cache  # noqa: F401  (re-exported)
 from .train import Carry, Data, ProgramSpec, Run, TrainState, effective_batch, init_state, run_of
+from .errors import UserError
 
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
 
@@ -50,18 +51,18 @@ def check_config_for_data(c: Config, data: Dataset, index: int | None = None) ->
     where = f"config {index}" if index is not None else "config"
     n = data.n_train
     if c.loss in cfgmod.ONE_UNIT_LOSSES and data.num_classes != 2:
-        raise ValueError(f"{where}: Config.loss={c.loss!r} needs 2 classes (one output unit); "
+        raise UserError(f"{where}: Config.loss={c.loss!r} needs 2 classes (one output unit); "
                          f"dataset {data.name!r} has {data.num_classes}: use loss='cross_entropy' or 'mse'")
     uses_bn = c.batchnorm or c.input_norm == "batchnorm"
     if uses_bn:
         b = effective_batch(c.batch_size, n)
         if b == 1 or n % b == 1:
-            raise ValueError(
+            raise UserError(
                 f"{where}: Config.batch_size={c.batch_size} leaves a training batch of 1 row on {n} training "
                 "points, and batch norm in training needs more than 1 value per channel (PyTorch raises): "
                 "choose a batch size whose last batch is not 1 row")
     if c.encoding == "identity" and data.num_features < 1:  # pragma: no cover - Dataset refuses it
-        raise ValueError(f"{where}: dataset has no features")
+        raise UserError(f"{where}: dataset has no features")
 
 
 def check_batch_order(order, c: Config, n_train: int, where: str = "batch_order") -> np.ndarray:
@@ -69,15 +70,15 @@ def check_batch_order(order, c: Config, n_train: int, where: str = "batch_order"
     b = effective_batch(c.batch_size, n_train)
     want = (c.epochs, math.ceil(n_train / b), b)
     if order.ndim != 3 or order.shape != want:
-        raise ValueError(f"{where}: shape {order.shape} is invalid: need [epochs, steps, batch] = {list(want)} "
+        raise UserError(f"{where}: shape {order.shape} is invalid: need [epochs, steps, batch] = {list(want)} "
                          "(a partial last batch padded with -1)")
     if not np.issubdtype(order.dtype, np.integer):
-        raise ValueError(f"{where}: must hold integer training-set indices, got dtype {order.dtype}")
+        raise UserError(f"{where}: must hold integer training-set indices, got dtype {order.dtype}")
     if order.min() < -1 or order.max() >= n_train:
-        raise ValueError(f"{where}: indices must lie in 0..{n_train - 1} (or -1 for padding), "
+        raise UserError(f"{where}: indices must lie in 0..{n_train - 1} (or -1 for padding), "
                          f"got {order.min()}..{order.max()}")
     if (order[:, :, 0] < 0).any():
-        raise ValueError(f"{where}: every batch needs at least one real index in its first slot")
+        raise UserError(f"{where}: every batch needs at least one real index in its first slot")
     return order.astype(np.int32)
 
 
@@ -94,13 +95,13 @@ def check_dropout_masks(masks, c: Config, order: np.ndarray, where: str = "dropo
                 for k, h in enumerate(c.hidden):
                     m = np.asarray(masks[e][s][k], np.float64)
                     if m.shape != (B, h):
-                        raise ValueError(f"{where}[{e}][{s}][{k}]: shape {m.shape} is invalid: need "
+                        raise UserError(f"{where}[{e}][{s}][{k}]: shape {m.shape} is invalid: need "
                                          f"[batch, width] = [{B}, {h}]")
                     if not np.isin(m, (0.0, 1.0)).all():
-                        raise ValueError(f"{where}[{e}][{s}][{k}]: must hold only 0 and 1")
+                        raise UserError(f"{where}[{e}][{s}][{k}]: must hold only 0 and 1")
                     out[e, s, k, :, :h] = m
     except (IndexError, TypeError) as err:
-        raise ValueError(f"{where}: need [epochs={E}][steps={S}][hidden={len(c.hidden)}] masks of "
+        raise UserError(f"{where}: need [epochs={E}][steps={S}][hidden={len(c.hidden)}] masks of "
                          f"[batch, width]: {err}") from None
     return out
 
@@ -134,6 +135,7 @@ class ChunkPlan:
     cached: bool = False  # the program came from this process's cache
     source: str = ""  # "compiled", "disk" (JAX's persistent cache) or "process"
     resumed: int = 0  # chunks loaded from a checkpoint instead of trained
+    resumed_chunks: list = field(default_factory=list)  # their indices into `chunks`
     estimate: dict = field(default_factory=dict)
     spec: Any = None
 
@@ -212,31 +214,31 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     `record_steps`: also return each step's loss and parameters (short replays only).
     """
     if matmul_precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
+        raise UserError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
                          f"{', '.join(MATMUL_PRECISIONS)}")
     n = len(configs)
     budget = memory_budget_bytes or memory_budget()
     for name, seq in (("params", params), ("model_states", model_states), ("batch_orders", batch_orders),
                       ("dropout_masks", dropout_masks)):
         if seq is not None and len(seq) != n:
-            raise ValueError(f"{name}: need one entry per config ({n}), got {len(seq)}")
+            raise UserError(f"{name}: need one entry per config ({n}), got {len(seq)}")
     if model_states is not None and params is None:
-        raise ValueError("model_states were given without params: pass params too")
+        raise UserError("model_states were given without params: pass params too")
     user = None
     if model is not None:
         given = [name for name, v in (("params", params), ("model_states", model_states),
                                       ("dropout_masks", dropout_masks), ("checkpoint_dir", checkpoint_dir)) if v is not None]
         if given or record_steps:
-            raise ValueError(f"model=: cannot be combined with {', '.join(given + ['record_steps'] * record_steps)} "
+            raise UserError(f"model=: cannot be combined with {', '.join(given + ['record_steps'] * record_steps)} "
                              "(a user module's own parameters are its initial ones; checkpoints are keyed by the "
                              "configs alone)")
         user = build_user_models(model, data, configs)
         params, model_states = [u[1] for u in user], [u[2] for u in user]
     if dropout_masks is not None and batch_orders is None:
-        raise ValueError("dropout_masks need batch_orders (the masks are aligned with the batch order's rows)")
+        raise UserError("dropout_masks need batch_orders (the masks are aligned with the batch order's rows)")
     injected = params is not None or batch_orders is not None or dropout_masks is not None
     if checkpoint_dir is not None and injected:
-        raise ValueError("checkpoint_dir cannot be combined with injected params, batch orders or dropout masks "
+        raise UserError("checkpoint_dir cannot be combined with injected params, batch orders or dropout masks "
                          "(their chunks are not identified by the configs alone)")
     if batch_orders is not None:
         batch_orders = [check_batch_order(o, configs[i], data.n_train, f"batch_order of config {i}")
@@ -262,7 +264,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                record_steps=record_steps, n_buckets=len(buckets))
     try:
         for b in buckets:
-            size = _initial_chunk(b, chunk_size, budget, ndev)
+            size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
             seg = planmod.segment_epochs(b.spec, min(size, len(b.members)), platform, override=segment)
             with programs.x64_scope(b.spec.dtype):
                 while True:
@@ -292,13 +294,20 @@ def build_user_models(factory: Callable, data: Dataset, configs: Sequence[Config
         with programs.x64_scope(c.dtype):
             module = factory(c, data.num_features, k, nnx.Rngs(params=init_key(c.seed), dropout=init_key(c.seed)))
             if not isinstance(module, nnx.Module):
-                raise ValueError(f"model: the factory returned {type(module).__name__} for config {i}, not a flax.nnx.Module "
+                raise UserError(f"model: the factory returned {type(module).__name__} for config {i}, not a flax.nnx.Module "
                                  "(wrap a linen module with flax.nnx.bridge.ToNNX)")
             g, p, s = split_for_program(module)
             x = np.asarray(data.x_train[:2], c.dtype)
-            shape = jax.eval_shape(lambda p, s: apply_graph(g, p, s, x, train=False)[0], p, s).shape
+            try:
+                shape = jax.eval_shape(lambda p, s: apply_graph(g, p, s, x, train=False)[0], p, s).shape
+            except Exception as e:  # the module cannot take x: say which module, and x's width
+                first = " ".join(str(e).split())[:300]
+                raise UserError(f"model: config {i}'s module {type(module).__name__} fails on x of shape "
+                                f"[B, {data.num_features}] (dataset {data.name!r}: {data.num_features} feature(s)): "
+                                f"{type(e).__name__}: {first}; build its first layer with num_features inputs "
+                                "(the factory's second argument)") from None
         if tuple(shape) != (x.shape[0], k):
-            raise ValueError(f"model: config {i}'s module maps x [B, {data.num_features}] to {tuple(shape)}, but its loss "
+            raise UserError(f"model: config {i}'s module maps x [B, {data.num_features}] to {tuple(shape)}, but its loss "
                              f"{c.loss!r} on {data.num_classes} classes needs [B, {k}]")
         out.append((g, p, s))
     return out
@@ -322,9 +331,17 @@ def _as_dtype(tree, dtype):
         lambda a: np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a), tree)
 
 
-def _initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int) -> int:
-    """Configs per chunk of a bucket before XLA's memory analysis has had its say."""
-    size = chunk_size or max(1, min(len(b.members), budget // max(estimate_bytes_per_config(b.spec), 1)))
+def initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int, warn: bool = False) -> int:
+    """Configs per chunk of a bucket before XLA's memory analysis has had its say. `warn`: say so
+    when the budget is below one config's estimate (the chunk is then one config, over budget)."""
+    per = estimate_bytes_per_config(b.spec)
+    if warn and chunk_size is None and per > budget:
+        from .errors import warn as _warn
+
+        _warn(f"memory budget {budget:,} bytes ({budget / 2**20:.1f} MiB) is smaller than one config of program "
+              f"{b.index + 1} (about {per:,} bytes, {per / 2**20:.1f} MiB): training it in chunks of 1 config, which "
+              "may exceed the budget; raise memory_budget or shrink the nets or the data", stacklevel=5)
+    size = chunk_size or max(1, min(len(b.members), budget // max(per, 1)))
     if chunk_size is None and ndev > 1 and size >= ndev:
         size = math.ceil(size / ndev) * ndev  # shard the chunk evenly (pad <= ndev - 1 configs)
     return size
@@ -417,6 +434,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
             if bar is not None:
                 bar.resumed(sum(configs[i].epochs for i in members))
             plan.resumed += 1
+            plan.resumed_chunks.append(ci)
             if on_chunk is not None:
                 on_chunk(plan, ci, out)
             continue

@@ -19,11 +19,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, IO
 
+from .errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class OutputError(ValueError):
+class OutputError(UserError):
     """A result or checkpoint file could not be written (one line: the file and the reason)."""
 
 

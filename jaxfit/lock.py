@@ -26,6 +26,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
+from .errors import UserError
 from .fsio import OutputError, fsync_dir, reason
 
 LOCK_NAME = ".jaxfit.lock"
@@ -34,7 +35,7 @@ LOCK_NAME = ".jaxfit.lock"
 UNREADABLE_GRACE_S = 30.0
 
 
-class LockedError(ValueError):
+class LockedError(UserError):
     """The output directory is being written by another live process."""
 
 

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 from .config import Config
 from .nn import layers, optim
 from .train import ProgramSpec, num_outputs
+from .errors import UserError
 
 FUSE_MODES = ("auto", "none", "all")
 
@@ -121,7 +122,7 @@ def _total(e: dict) -> float:
 def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: str | None = None) -> list[Bucket]:
     """Buckets of `configs` (indices into it) for `data`; each with its estimate."""
     if fuse not in FUSE_MODES:
-        raise ValueError(f"fuse={fuse!r} is invalid: allowed values are {', '.join(FUSE_MODES)}")
+        raise UserError(f"fuse={fuse!r} is invalid: allowed values are {', '.join(FUSE_MODES)}")
     if platform is None:
         import jax
 

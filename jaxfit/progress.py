@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from typing import Callable
+from .errors import UserError
 
 LOG_EVERY_S = 10.0
 
@@ -157,5 +158,5 @@ def make(progress, total: int) -> Progress | None:
         return _Bar(total)
     if progress in (True, "log"):
         return _Log(total)
-    raise ValueError(f"progress={progress!r} is invalid: allowed values are None, False, True, 'bar', 'log' "
+    raise UserError(f"progress={progress!r} is invalid: allowed values are None, False, True, 'bar', 'log' "
                      "or a callable(done, total)")

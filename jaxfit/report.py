@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
+from .errors import UserError
 
 __all__ = ["build", "find_runs", "MAX_LINES"]
 
@@ -77,13 +78,13 @@ def find_runs(sweep_dir: str | os.PathLike) -> list[str]:
     hold a ``configs.json`` (or ``manifest.json``), sorted by name."""
     sweep_dir = os.fspath(sweep_dir)
     if not os.path.isdir(sweep_dir):
-        raise ValueError(f"report: {sweep_dir!r} is not a directory")
+        raise UserError(f"report: {sweep_dir!r} is not a directory")
     if os.path.isfile(os.path.join(sweep_dir, "configs.json")):
         return [sweep_dir]
     runs = [os.path.join(sweep_dir, d) for d in sorted(os.listdir(sweep_dir))
             if os.path.isdir(os.path.join(sweep_dir, d)) and _is_result_dir(os.path.join(sweep_dir, d))]
     if not runs:
-        raise ValueError(f"report: {sweep_dir!r} holds no saved SweepResult (no configs.json in it or "
+        raise UserError(f"report: {sweep_dir!r} holds no saved SweepResult (no configs.json in it or "
                          "in any of its subdirectories)")
     return runs
 
@@ -174,44 +175,40 @@ def _varying(configs: Sequence[Config]) -> list[tuple[str, list]]:
 
 @dataclass
 class _Group:
-    """Configs that differ only in seed."""
+    """Configs that differ only in seed, with the seed-averaged ranking metric."""
     members: list[int]
-    acc_mean: float
-    acc_sd: float
-    loss_mean: float
+    mean: float
+    sd: float
 
 
-def _groups(configs: Sequence[Config], table: pd.DataFrame) -> list[_Group]:
-    by: dict[Config, list[int]] = {}
-    for i, c in enumerate(configs):
-        by.setdefault(c.replace(seed=0), []).append(i)
-    acc = table["final_val_acc"].to_numpy(dtype=float)
-    loss = table["final_val_loss"].to_numpy(dtype=float)
+RANK_METRIC = "val_acc"  # the report's ranking: SweepResult.ranking, as the command line's table
+
+
+def _ranked_groups(result) -> tuple[list[_Group], str, str]:
+    """(the groups best first, the table column ranked by, a note when it is not the asked metric),
+    from `SweepResult.ranking`: diverged groups last, then the seed-averaged metric, ties by loss."""
+    s, members, note = result.ranking(RANK_METRIC)
+    col = s.columns[0][0]
+    groups = [_Group(m, float(s[(col, "mean")].iloc[k]), float(s[(col, "std")].iloc[k]))
+              for k, m in enumerate(members)]
+    return groups, col, note
+
+
+def _ranked_order(result, groups: list[_Group], col: str) -> list[int]:
+    """Config indices in the groups' rank order; within a group by the config's own `col` (best
+    first, NaN last), then by index."""
+    v = result.table[col].to_numpy(dtype=float)
+    higher = col.endswith(("_acc",))
     out = []
-    for members in by.values():
-        a = acc[members]
-        fa = a[np.isfinite(a)]
-        fl = loss[members][np.isfinite(loss[members])]
-        out.append(_Group(members, float(fa.mean()) if fa.size else math.nan,
-                          float(fa.std(ddof=1)) if fa.size > 1 else math.nan,
-                          float(fl.mean()) if fl.size else math.nan))
+    for g in groups:
+        out.extend(sorted(g.members, key=lambda i: (not math.isfinite(v[i]), -v[i] if higher else v[i], i)))
     return out
 
 
-def _rank_groups(groups: list[_Group]) -> list[_Group]:
-    return sorted(groups, key=lambda g: (-(g.acc_mean if math.isfinite(g.acc_mean) else -math.inf),
-                                         g.loss_mean if math.isfinite(g.loss_mean) else math.inf))
-
-
-def _ranked_order(table: pd.DataFrame) -> np.ndarray:
-    """Config indices: diverged configs (any rule, finite blow-ups included) last; then by final
-    val_acc (highest first, NaN last), ties by final val_loss (lowest first)."""
-    acc = table["final_val_acc"].to_numpy(dtype=float)
-    loss = table["final_val_loss"].to_numpy(dtype=float)
-    div = table["diverged"].to_numpy(dtype=bool) if "diverged" in table else np.zeros(len(acc), bool)
-    acc_key = np.where(np.isfinite(acc), -acc, np.inf)
-    loss_key = np.where(np.isfinite(loss), loss, np.inf)
-    return np.lexsort((np.arange(len(acc)), loss_key, acc_key, div))
+def _label(col: str) -> str:
+    """A table column as words: final_val_acc -> final validation accuracy."""
+    words = {"val": "validation", "train": "training", "acc": "accuracy", "auc": "area under"}
+    return " ".join(words.get(w, w) for w in col.split("_"))
 
 
 def _diagnostics(result, axes, slug: str) -> str:
@@ -663,8 +660,7 @@ def _heatmaps(configs, axes, acc, diverged) -> tuple[str, str]:
 
 
 
-def fig_boundaries(result, data, groups) -> tuple[str, str]:
-    ranked = _rank_groups(groups)
+def fig_boundaries(result, data, ranked: list[_Group], col: str) -> tuple[str, str]:
     nb = min(N_BOUNDARY, math.ceil(len(ranked) / 2))
     best = ranked[:nb]
     worst = ranked[nb:][::-1][:N_BOUNDARY]  # worst first
@@ -690,7 +686,8 @@ def fig_boundaries(result, data, groups) -> tuple[str, str]:
     fig = _figure(FIG_W, (3.35 if data.num_features == 2 else 2.9) * len(rows) + 0.2)
     grid_axes = fig.subplots(len(rows), ncol, squeeze=False)
     rng = np.random.default_rng(0)
-    acc = result.table["final_val_acc"].to_numpy(dtype=float)
+    acc = result.table[col].to_numpy(dtype=float)
+    short = col.replace("final_", "").replace("_", " ")
     for r, (kind, gs) in enumerate(rows):
         for j in range(ncol):
             ax = grid_axes[r][j]
@@ -717,14 +714,14 @@ def fig_boundaries(result, data, groups) -> tuple[str, str]:
             if j:
                 ax.set_ylabel("")
             label = "\n".join(textwrap.wrap(c.short(), 30))
-            seeds = f"; {len(g.members)} seeds: {g.acc_mean:.3f}" if len(g.members) > 1 else ""
+            seeds = f"; {len(g.members)} seeds: {g.mean:.3f}" if len(g.members) > 1 else ""
             div = " DIVERGED" if result.diverged[i] else ""
-            ax.set_title(f"{kind} #{j + 1}: {label}\nval acc {acc[i]:.3f}{seeds}{div}", fontsize=8,
+            ax.set_title(f"{kind} #{j + 1}: {label}\n{short} {acc[i]:.3f}{seeds}{div}", fontsize=8,
                          color="red" if div else "black")
     text = (f"Predicted class over a grid (background) with the training points on top, for the {len(best)} best "
-            f"and {len(worst)} worst configs by seed-averaged final validation accuracy (worst first); each panel "
-            "shows the config's first seed, titled with its label and its own final validation accuracy "
-            "(and the mean over its seeds).")
+            f"and {len(worst)} worst configs by seed-averaged {_label(col)} (worst first; diverged configs rank "
+            f"last, as in the ranked table and the command line's); each panel shows the config's first seed, "
+            f"titled with its label and its own {_label(col)} (and the mean over its seeds).")
     if data.num_features == 1:
         text += " One feature: the background band is the predicted class along the feature."
     return _png(fig), text
@@ -767,9 +764,9 @@ def _diverged_table(result, axes, table_id: str) -> str:
             + df.to_html(index=False, escape=True, table_id=table_id, classes="data", border=0))
 
 
-def _ranked_table(result, axes, table_id: str) -> str:
+def _ranked_table(result, axes, table_id: str, groups: list[_Group], col: str) -> str:
     t = result.table
-    order = _ranked_order(t)
+    order = _ranked_order(result, groups, col)
     metric_cols = ["final_val_acc", "final_val_loss", "final_train_acc", "final_train_loss", "best_val_acc",
                    "best_val_loss"]
     rows = []
@@ -852,8 +849,8 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
     data, data_note = _regenerate(ds)
     if data is not None:
         result.attach_data(data)  # the table's diagnostics use it instead of regenerating it again
-    groups = _groups(configs, result.table)
-    ranked = _rank_groups(groups)
+    ranked, rank_col, rank_note = _ranked_groups(result)
+    groups = ranked
     n_div = int(result.diverged.sum())
     out = [f'<section id="run-{slug}"><h2>{html.escape(name)}</h2>']
 
@@ -869,12 +866,15 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
          + (f"; seed: {len({c.seed for c in configs})} values" if len({c.seed for c in configs}) > 1 else "")
          if axes or len({c.seed for c in configs}) > 1 else "none (a single config)"),
     ]
-    if best_g is not None and math.isfinite(best_g.acc_mean):
+    if best_g is not None and math.isfinite(best_g.mean):
         c = configs[best_g.members[0]].replace(seed=0)
         rows.append(("best (seed-averaged)",
-                     f"{' '.join(c.short().split(' ')[:-1])}: final validation accuracy {best_g.acc_mean:.4f}"
-                     + (f" ± {best_g.acc_sd:.4f} (sd over {len(best_g.members)} seeds)"
-                        if len(best_g.members) > 1 and math.isfinite(best_g.acc_sd) else "")))
+                     f"{' '.join(c.short().split(' ')[:-1])}: {_label(rank_col)} {best_g.mean:.4f}"
+                     + (f" ± {best_g.sd:.4f} (sd over {len(best_g.members)} seeds)"
+                        if len(best_g.members) > 1 and math.isfinite(best_g.sd) else "")
+                     + (" (diverged)" if result.diverged[best_g.members].any() else "")))
+    if rank_note:
+        rows.append(("ranking", rank_note))
     if "date" in meta:
         rows.append(("trained", str(meta["date"])))
     if env:
@@ -917,7 +917,7 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
         out.append(_note(f"Left out: decision boundaries are drawn for 1- and 2-feature data; this dataset has "
                          f"{data.num_features} features."))
     else:
-        r, err = _safe_figure(fig_boundaries, result, data, groups)
+        r, err = _safe_figure(fig_boundaries, result, data, ranked, rank_col)
         out.append(_img(f"fig-{slug}-boundaries", f"{name}: decision boundaries of the best and worst configs", *r)
                    if r else _note(err))
 
@@ -934,10 +934,11 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
 
     # -- ranked table
     out.append(f'<h3 id="{slug}-ranked">All configs, ranked</h3>')
-    out.append(f"<p>{len(configs)} configs ranked by final validation accuracy (highest first), ties broken by "
-               "final validation loss (lowest first). Losses in nats (squared error for mse), accuracies as "
-               "fractions.</p>")
-    out.append(f'<div class="scroll">{_ranked_table(result, axes, f"ranked-{slug}")}</div>')
+    out.append(f"<p>{len(configs)} configs in the order of <code>SweepResult.ranking</code> (the command line's "
+               f"table): groups of seeds ranked by their mean {_label(rank_col)} (highest first), ties broken by "
+               "the matching loss, groups with a diverged seed last; within a group, by the config's own value. "
+               "Losses in nats (squared error for mse), accuracies as fractions.</p>")
+    out.append(f'<div class="scroll">{_ranked_table(result, axes, f"ranked-{slug}", ranked, rank_col)}</div>')
     out.append("</section>")
     info = {"name": name, "slug": slug, "configs": len(configs), "diverged": n_div, "meta": meta}
     return "\n".join(out), info
@@ -958,7 +959,15 @@ def build(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None) ->
     Args:
       sweep_dir: a sweep directory (one saved `SweepResult` per subdirectory) or one result directory.
       out: the file to write (default ``<sweep_dir>/report.html``).
+
+    A result directory that cannot be loaded gets a note on the page (`build_checked` also returns
+    them, for the command line's exit status); when none can be loaded, UserError.
     """
+    return build_checked(sweep_dir, out)[0]
+
+
+def build_checked(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[str, list]:
+    """`build`, returning (the report's path, [(result directory, why it could not be loaded), ...])."""
     sweep_dir = os.fspath(sweep_dir)
     runs = find_runs(sweep_dir)
     out = os.fspath(out) if out is not None else os.path.join(sweep_dir, "report.html")
@@ -976,7 +985,7 @@ def build(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None) ->
         sections.append(sec)
         infos.append(info)
     if not infos:
-        raise ValueError("report: no result could be loaded: "
+        raise UserError("report: no result could be loaded: "
                          + "; ".join(f"{p}: {e}" for p, e in failures))
 
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -1015,8 +1024,7 @@ def build(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None) ->
         *sections,
         "</main></body></html>",
     ])
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, out)
-    return out
+    from . import fsio
+
+    fsio.write_text(out, page)  # atomic: a full disk leaves the old report (or none) and no temporary
+    return out, failures

@@ -29,6 +29,7 @@ import pandas as pd
 from .config import Config
 from .nn.losses import BCE_LOG_CLAMP as _BCE_LOG_CLAMP
 from .train import METRICS
+from .errors import ConfigIndexError, UserError
 
 FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.csv
 HIGHER_IS_BETTER = {"train_acc", "val_acc"}
@@ -103,7 +104,7 @@ def chance_loss(loss: str, num_classes: int) -> float:
         return math.log(2.0)
     if loss == "mse":
         return (num_classes - 1) / num_classes ** 2
-    raise ValueError(f"chance_loss: unknown loss {loss!r}")
+    raise UserError(f"chance_loss: unknown loss {loss!r}")
 
 
 def _param_max_abs(params) -> float:
@@ -161,7 +162,7 @@ class SweepResult:
         against the fingerprint in meta."""
         want = (self.meta.get("dataset") or {}).get("fingerprint")
         if want is not None and data.fingerprint() != want:
-            raise ValueError(f"attach_data: dataset fingerprint {data.fingerprint()} is not the result's {want}")
+            raise UserError(f"attach_data: dataset fingerprint {data.fingerprint()} is not the result's {want}")
         self._data = data
         self._table = None
         return self
@@ -182,6 +183,16 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.configs)
 
+    def _index(self, i) -> int:
+        """`i` as a config index of this result, or a ConfigIndexError naming the valid range."""
+        n = len(self.configs)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ConfigIndexError(f"config index {i!r} is invalid: need an integer in 0..{n - 1} "
+                                   "(a row of result.table)")
+        if not -n <= int(i) < n:
+            raise ConfigIndexError(f"config {i} is out of range: this result holds {n} config(s), indices 0..{n - 1}")
+        return int(i) % n
+
     def __repr__(self) -> str:
         return (f"SweepResult({len(self)} configs on {self.meta.get('dataset', {}).get('name', '?')!r}, "
                 f"{int(self.diverged.sum())} diverged)")
@@ -196,15 +207,17 @@ class SweepResult:
         `best=True`: those after its best epoch instead (the highest validation accuracy, the earliest
         of ties; training accuracy without a validation split: `table["best_epoch"]`), what early
         stopping would have kept."""
+        i = self._index(i)
         return self._best_or_final(0, i) if best else self._params[i]
 
     def model_state(self, i: int, best: bool = False) -> dict:
         """Final BatchNorm running statistics and fixed encodings of config i (`best`: as in params)."""
+        i = self._index(i)
         return self._best_or_final(1, i) if best else self._model_states[i]
 
     def _best_or_final(self, which: int, i: int) -> dict:
         if self._best is None:
-            raise ValueError("this result holds no best-epoch parameters (it was saved by an older jaxfit)")
+            raise UserError("this result holds no best-epoch parameters (it was saved by an older jaxfit)")
         return self._best[which][i]
 
     @property
@@ -248,7 +261,7 @@ class SweepResult:
         by = list(by) if by is not None else [f.name for f in fields(Config) if f.name != "seed"]
         for b in by:
             if b not in t.columns:
-                raise ValueError(f"summary: unknown column {b!r}; choose among {list(t.columns)}")
+                raise UserError(f"summary: unknown column {b!r}; choose among {list(t.columns)}")
         metrics = list(metrics) if metrics is not None else [f"final_{m}" for m in ("val_acc", "val_loss",
                                                                                     "train_acc", "train_loss")]
         g = t.groupby(by, sort=False, dropna=False)
@@ -262,23 +275,64 @@ class SweepResult:
         out[("diverged", "fraction")] = g["diverged"].mean()
         return out
 
-    def best(self, metric: str = "val_acc", k: int = 10, by: Sequence[str] | None = None) -> pd.DataFrame:
-        """The k best groups of configs by the seed-averaged final `metric` (accuracies: highest first;
-        losses: lowest first). Groups holding a diverged run (`diverged`: non-finite or blown up) sink
-        below all others, ordered by their fraction diverged."""
+    def ranking_column(self, metric: str = "val_acc") -> tuple[str, str]:
+        """(the table column `metric` ranks by, a note or ""). On data without a validation split a
+        validation metric is all NaN: the training counterpart is used instead, and the note says so."""
         col = metric if metric.startswith(("final_", "best_", "auc_")) else f"final_{metric}"
         if col not in self.table.columns:
-            raise ValueError(f"best: unknown metric {metric!r}; choose among "
-                             f"{[m for m in self.table.columns if m.startswith(('final_', 'best_', 'auc_'))]}")
-        s = self.summary(by=by, metrics=[col])
-        mean = s[(col, "mean")]
+            raise UserError(f"best: unknown metric {metric!r}; choose among "
+                            f"{[m for m in self.table.columns if m.startswith(('final_', 'best_', 'auc_'))]}")
+        n_val = (self.meta.get("dataset") or {}).get("n_val")
+        if "val_" in col and n_val == 0:
+            alt = col.replace("val_", "train_")
+            if alt in self.table.columns:
+                return alt, (f"dataset {self.meta['dataset'].get('name', '?')!r} has no validation split: ranked by "
+                             f"{alt} instead of {col} (give the data a validation split, e.g. val_fraction=0.2)")
+        return col, ""
+
+    def ranking(self, metric: str = "val_acc", by: Sequence[str] | None = None) -> tuple[pd.DataFrame, list, str]:
+        """Every group of configs (the configs equal but for the fields outside `by`; default: equal
+        but for the seed), best first: (the seed-aggregated summary in rank order, each group's config
+        indices, the note of `ranking_column`). The one ranking of jaxfit: `best`, the command line's
+        table and the report all use it.
+
+        Order: groups holding a diverged run (any rule, finite blow-ups included) below every group
+        without one, by their fraction diverged; then the seed-averaged metric (accuracies highest first,
+        losses lowest first, NaN last); ties by the matching loss (final_val_loss for val_acc) and then
+        by the group's first config."""
+        col, note = self.ranking_column(metric)
+        tie = None
+        for acc, loss in (("val_acc", "val_loss"), ("train_acc", "train_loss")):
+            if col.endswith(acc) and col.replace(acc, loss) in self.table.columns:
+                tie = col.replace(acc, loss)
+        metrics = [col] + ([tie] if tie else [])
+        s = self.summary(by=by, metrics=metrics)
+        by_cols = list(by) if by is not None else [f.name for f in fields(Config) if f.name != "seed"]
+        t = self.table
+        gid = t.groupby(by_cols, sort=False, dropna=False).ngroup().to_numpy()  # summary's row order
+        members = [[int(c) for c in t.index[gid == g]] for g in range(len(s))]
         higher = any(col.endswith(h) for h in HIGHER_IS_BETTER)
-        key = mean.fillna(-np.inf if higher else np.inf).to_numpy()
-        # Groups with a diverged seed (any rule, finite blow-ups included) rank below every group
-        # without one, then by their fraction diverged, then by the metric.
+        key = s[(col, "mean")].to_numpy(dtype=float)
+        key = np.where(np.isfinite(key), -key if higher else key, np.inf)
+        tie_key = s[(tie, "mean")].to_numpy(dtype=float) if tie else np.zeros(len(s))
+        tie_key = np.where(np.isfinite(tie_key), tie_key, np.inf)
         frac = s[("diverged", "fraction")].to_numpy(dtype=float)
-        order = np.lexsort((-key if higher else key, frac))
-        s = s.iloc[order[:k]]
+        first = np.array([m[0] for m in members])
+        order = np.lexsort((first, tie_key, key, frac))
+        return s.iloc[order], [members[o] for o in order], note
+
+    def best(self, metric: str = "val_acc", k: int = 10, by: Sequence[str] | None = None) -> pd.DataFrame:
+        """The k best groups of configs by the seed-averaged final `metric` (accuracies: highest first;
+        losses: lowest first), in the order of `ranking`: groups holding a diverged run (`diverged`:
+        non-finite or blown up) sink below all others, ordered by their fraction diverged. On data
+        without a validation split a validation metric ranks by its training counterpart, with a
+        JaxfitWarning."""
+        s, _, note = self.ranking(metric, by)
+        if note:
+            from .errors import warn
+
+            warn(note)
+        s = s.iloc[:k].copy()
         s.columns = [f"{a}_{b}" if b else a for a, b in s.columns]
         return s.reset_index()
 
@@ -289,6 +343,7 @@ class SweepResult:
         from .nn import layers
         from .train import num_outputs
 
+        i = self._index(i)
         c = self.configs[i]
         ds = self.meta["dataset"]
         if self.meta.get("model"):
@@ -301,7 +356,7 @@ class SweepResult:
         arch = layers.arch_of(c, ds["num_features"], num_outputs(c.loss, ds["num_classes"]))
         x = np.asarray(x, dtype=c.dtype)
         if x.ndim != 2 or x.shape[1] != ds["num_features"]:
-            raise ValueError(f"predict: x must have shape [B, {ds['num_features']}], got {x.shape}")
+            raise UserError(f"predict: x must have shape [B, {ds['num_features']}], got {x.shape}")
         with jax.enable_x64(c.dtype == "float64"):
             import jax.numpy as jnp
 
@@ -313,6 +368,7 @@ class SweepResult:
 
     def predict(self, i: int, x) -> np.ndarray:
         """Predicted class of each row of x for config i."""
+        i = self._index(i)
         o = self.outputs(i, x)
         if o.shape[-1] == 1:
             thr = 0.5 if self.configs[i].output == "sigmoid" else 0.0
@@ -321,23 +377,27 @@ class SweepResult:
 
     def to_torch(self, i: int):
         """Config i as a PyTorch `nn.Module` (torchref's stock-parts model) holding its trained weights,
-        BatchNorm running statistics and fixed encodings, in eval mode: a sweep's winner, ready to use
-        in PyTorch. Needs PyTorch installed."""
+        BatchNorm running statistics and fixed encodings, in eval mode, in the config's dtype: a sweep's
+        winner, ready to use in PyTorch. Its inputs are cast to that dtype (NumPy arrays become tensors),
+        so `model(torch.tensor(data.x_val))` works on float64 data for a float32 config. Needs PyTorch."""
         try:
             import torch
             import torchref
         except ImportError as e:  # pragma: no cover - torch is optional for jaxfit alone
             raise ImportError("to_torch needs PyTorch: pip install torch (and this repo's torchref)") from e
+        i = self._index(i)
         c = self.configs[i]
         ds = self.meta["dataset"]
         model = torchref.build_model(c, ds["num_features"], ds["num_classes"])
         model.load_state_dict(torchref.to_state_dict(self._params[i], self._model_states[i], c))
-        return model.eval().to(torch.float64 if c.dtype == "float64" else torch.float32)
+        model = model.eval().to(torch.float64 if c.dtype == "float64" else torch.float32)
+        model.register_forward_pre_hook(torchref.cast_inputs)  # NumPy / other-dtype inputs as the model's dtype
+        return model
 
     def _user_parts(self, i: int, best: bool = False):
         """(graphdef, params State, state State) of a user module's config i, trained."""
         if self._user is None:
-            raise ValueError(f"config {i} was trained with the user's module {self.meta.get('model')}: its graph is not "
+            raise UserError(f"config {i} was trained with the user's module {self.meta.get('model')}: its graph is not "
                              "saved with the result; rebuild the module with your factory and load params(i) / "
                              "model_state(i) into it (nnx.replace_by_pure_dict)")
         import jax
@@ -360,6 +420,7 @@ class SweepResult:
         from .flax import MLP
         from .train import num_outputs
 
+        i = self._index(i)
         c, ds = self.configs[i], self.meta["dataset"]
         if self.meta.get("model"):  # the user's own module, trained
             from flax import nnx
@@ -427,7 +488,7 @@ class SweepResult:
         truncated, changed or mismatched file raises ValueError naming the directory and the problem."""
         path = os.fspath(path)
         manifest = _check_manifest(path)
-        no = lambda what: ValueError(f"cannot load {path}: {what}")  # noqa: E731
+        no = lambda what: UserError(f"cannot load {path}: {what}")  # noqa: E731
         n = manifest["n_configs"]
         from .checkpoint import configs_sha256
 
@@ -493,7 +554,7 @@ def _check_manifest(path: str) -> dict:
     """Read `path`/manifest.json and check every file it lists (present, size, sha256); the manifest."""
     from . import fsio
 
-    no = lambda what: ValueError(f"cannot load {path}: {what}")  # noqa: E731
+    no = lambda what: UserError(f"cannot load {path}: {what}")  # noqa: E731
     if not os.path.isdir(path):
         raise no("no such directory" if not os.path.exists(path) else "not a directory")
     mfile = os.path.join(path, MANIFEST)
@@ -506,7 +567,7 @@ def _check_manifest(path: str) -> dict:
         version = manifest["format_version"]
         n = manifest["n_configs"]
         if not isinstance(files, dict) or not isinstance(n, int):
-            raise ValueError("bad field types")
+            raise UserError("bad field types")
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise no(f"manifest.json unreadable ({type(e).__name__}: {' '.join(str(e).split())}; "
                  "an interrupted save?)") from e
@@ -577,7 +638,7 @@ def git_commit() -> str | None:
         return None
 
 
-VERSIONED = ("jaxfit", "jax", "jaxlib", "numpy", "flax", "optax", "torch")
+VERSIONED = ("jaxfit", "jax", "jaxlib", "numpy", "flax", "torch")
 
 
 def versions() -> dict[str, str]:

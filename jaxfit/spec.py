@@ -15,6 +15,7 @@
     label = "y"                  # the label column (npz: the label array's name, default "y")
     features = ["x0", "x1"]      # optional (default: every other column; npz: array "x")
     val_fraction = 0.2           # optional held-out share (seeded by `seed`, default 0)
+    remap_labels = true          # optional: labels that are not 0..K-1 (say 3, 7, 9) mapped to 0..K-1
 
     [grid]                       # fixed fields are scalars, axes are lists; widths are lists of lists:
     hidden = [[16], [64, 64]]    # two configs (one layer of 16; two of 64). hidden = [64, 64] is refused.
@@ -49,10 +50,11 @@ from typing import Any
 from . import config as cfgmod
 from .config import Config
 from .datasets import DATASETS, Dataset
+from .errors import UserError
 
 TOP_TABLES = ("sweep", "data", "grid", "sample")
 SWEEP_KEYS = ("name", "metric", "top")
-FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name")
+FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name", "remap_labels")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SMOKE = {"epochs": 2, "seeds": 1, "n": 200, "configs": 8}
 
@@ -127,18 +129,18 @@ def load_spec(path: str, **options) -> SweepSpec:
     import tomllib
 
     if not os.path.exists(path):
-        raise ValueError(f"{path}: no such spec file")
+        raise UserError(f"{path}: no such spec file")
     if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not a TOML spec file")
+        raise UserError(f"{path}: is a directory, not a TOML spec file")
     try:
         with open(path, "rb") as f:
             raw = f.read()
         text = raw.decode("utf-8")
         doc = tomllib.loads(text)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
+        raise UserError(f"{path}: not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: invalid TOML: {e}") from None
+        raise UserError(f"{path}: invalid TOML: {e}") from None
     return build_spec(doc, text=text, path=path, **options)
 
 
@@ -154,34 +156,34 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
     where = lambda key=None, table=None: _where(path, text, key, table)  # noqa: E731
     for k in doc:
         if k not in TOP_TABLES:
-            raise ValueError(f"{where(table=k) if isinstance(doc[k], dict) else where(k)}: unknown table or key "
+            raise UserError(f"{where(table=k) if isinstance(doc[k], dict) else where(k)}: unknown table or key "
                              f"{k!r}{_near(k, TOP_TABLES)}; a spec has [sweep], [[data]], [grid] (or [[grid]]) "
                              "and [sample]")
     settings = doc.get("sweep", {})
     if not isinstance(settings, dict):
-        raise ValueError(f"{where('sweep')}: 'sweep' must be a table [sweep]")
+        raise UserError(f"{where('sweep')}: 'sweep' must be a table [sweep]")
     for k in settings:
         if k not in SWEEP_KEYS:
-            raise ValueError(f"{where(k, 'sweep')}: unknown key {k!r} in [sweep]{_near(k, SWEEP_KEYS)}; "
+            raise UserError(f"{where(k, 'sweep')}: unknown key {k!r} in [sweep]{_near(k, SWEEP_KEYS)}; "
                              f"allowed: {', '.join(SWEEP_KEYS)}")
     if "grid" in doc and "sample" in doc:
-        raise ValueError(f"{where(table='sample')}: a spec has either [grid] or [sample], not both")
+        raise UserError(f"{where(table='sample')}: a spec has either [grid] or [sample], not both")
     if "grid" not in doc and "sample" not in doc:
-        raise ValueError(f"{path or '<spec>'}: no [grid] or [sample] table: nothing to train")
+        raise UserError(f"{path or '<spec>'}: no [grid] or [sample] table: nothing to train")
     if n is not None and any("n" in d for d in _as_list(doc.get("data", [])) if isinstance(d, dict)):
-        raise ValueError(f"{where('n', 'data')}: --n would override the spec's own n in [[data]]: "
+        raise UserError(f"{where('n', 'data')}: --n would override the spec's own n in [[data]]: "
                          "change it in the spec instead")
 
     data = _data_runs(doc.get("data"), where, path, n=n, smoke=smoke)
     if "grid" in doc:
         configs = _grid(doc["grid"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
     else:
-        configs = _sample(doc["sample"], where, epochs=epochs, seeds=seeds, smoke=smoke)
+        configs = _sample(doc["sample"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
     if smoke:
         configs = configs[: SMOKE["configs"]]
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
-        raise ValueError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
+        raise UserError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
     return SweepSpec(path, text, title, data, configs, dict(settings))
 
 
@@ -195,30 +197,30 @@ def _generator_params(name: str) -> list[str]:
 
 def _data_runs(tables, where, path, *, n, smoke) -> list[DataRun]:
     if tables is None:
-        raise ValueError(f"{path or '<spec>'}: no [[data]] table: name at least one dataset "
+        raise UserError(f"{path or '<spec>'}: no [[data]] table: name at least one dataset "
                          f"(a generator: {', '.join(sorted(DATASETS))}, or file = \"...\")")
     tables = _as_list(tables)
     if not tables:
-        raise ValueError(f"{where('data')}: data = [] names no dataset")
+        raise UserError(f"{where('data')}: data = [] names no dataset")
     runs: list[DataRun] = []
     for t in tables:
         if not isinstance(t, dict):
-            raise ValueError(f"{where('data')}: each [[data]] entry must be a table, got {t!r}")
+            raise UserError(f"{where('data')}: each [[data]] entry must be a table, got {t!r}")
         if "file" in t:
             runs.append(_file_run(t, where, path))
             continue
         name = t.get("name")
         if name is None:
-            raise ValueError(f"{where(table='data')}: a [[data]] table needs name = one of "
+            raise UserError(f"{where(table='data')}: a [[data]] table needs name = one of "
                              f"{', '.join(sorted(DATASETS))}, or file = \"...\"")
         if name not in DATASETS:
-            raise ValueError(f"{where('name', 'data')}: unknown dataset {name!r}{_near(str(name), DATASETS)}; "
+            raise UserError(f"{where('name', 'data')}: unknown dataset {name!r}{_near(str(name), DATASETS)}; "
                              f"built-in: {', '.join(sorted(DATASETS))} (or file = \"...\" for your own)")
         allowed = _generator_params(name)
         args = {k: v for k, v in t.items() if k != "name"}
         for k in args:
             if k not in allowed:
-                raise ValueError(f"{where(k, 'data')}: unknown argument {k!r} for dataset {name!r}"
+                raise UserError(f"{where(k, 'data')}: unknown argument {k!r} for dataset {name!r}"
                                  f"{_near(k, allowed)}; its arguments are {', '.join(allowed)}")
         if n is not None:
             args["n"] = n
@@ -227,7 +229,7 @@ def _data_runs(tables, where, path, *, n, smoke) -> list[DataRun]:
         axes = {k: v for k, v in args.items() if isinstance(v, list)}
         for k, v in axes.items():
             if not v:
-                raise ValueError(f"{where(k, 'data')}: axis {k!r} of dataset {name!r} is empty")
+                raise UserError(f"{where(k, 'data')}: axis {k!r} of dataset {name!r} is empty")
         fixed = {k: v for k, v in args.items() if k not in axes}
         for combo in itertools.product(*axes.values()):
             a = {**fixed, **dict(zip(axes, combo))}
@@ -241,7 +243,7 @@ def _data_runs(tables, where, path, *, n, smoke) -> list[DataRun]:
         labels = [r.label for r in runs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
-        raise ValueError(f"{where(table='data')}: dataset(s) {dup} appear twice")
+        raise UserError(f"{where(table='data')}: dataset(s) {dup} appear twice")
     return runs
 
 
@@ -252,31 +254,34 @@ def _safe(label: str) -> str:
 def _file_run(t: dict, where, path) -> DataRun:
     for k in t:
         if k not in FILE_KEYS:
-            raise ValueError(f"{where(k, 'data')}: unknown key {k!r} for a file dataset{_near(k, FILE_KEYS)}; "
+            raise UserError(f"{where(k, 'data')}: unknown key {k!r} for a file dataset{_near(k, FILE_KEYS)}; "
                              f"allowed: {', '.join(FILE_KEYS)}")
     f = t["file"]
     if not isinstance(f, str):
-        raise ValueError(f"{where('file', 'data')}: file must be a path string")
+        raise UserError(f"{where('file', 'data')}: file must be a path string")
     full = f if os.path.isabs(f) or path is None else os.path.join(os.path.dirname(os.path.abspath(path)), f)
     if not os.path.isfile(full):
-        raise ValueError(f"{where('file', 'data')}: data file {f!r} not found ({full})")
+        raise UserError(f"{where('file', 'data')}: data file {f!r} not found ({full})")
     ext = os.path.splitext(full)[1].lower()
     if ext not in (".csv", ".parquet", ".npz"):
-        raise ValueError(f"{where('file', 'data')}: {f!r}: unsupported file type {ext or '(none)'}; use .csv, "
+        raise UserError(f"{where('file', 'data')}: {f!r}: unsupported file type {ext or '(none)'}; use .csv, "
                          ".parquet or .npz")
     if ext != ".npz" and "label" not in t:
-        raise ValueError(f"{where('file', 'data')}: {f!r}: name the label column with label = \"...\"")
+        raise UserError(f"{where('file', 'data')}: {f!r}: name the label column with label = \"...\"")
     spec = {"file": full, "label": t.get("label", "y"), "features": t.get("features"),
             "val_fraction": t.get("val_fraction", 0.0), "seed": t.get("seed", 0),
-            "name": t.get("name") or os.path.splitext(os.path.basename(full))[0]}
+            "name": t.get("name") or os.path.splitext(os.path.basename(full))[0],
+            "remap_labels": t.get("remap_labels", False)}
+    if not isinstance(spec["remap_labels"], bool):
+        raise UserError(f"{where('remap_labels', 'data')}: remap_labels must be true or false")
     try:
         ds = _load_file(**spec)
     except ValueError as e:
-        raise ValueError(f"{where('file', 'data')}: {e}") from None
+        raise UserError(f"{where('file', 'data')}: {e}") from None
     return DataRun(_safe(spec["name"]), None, {"n": ds.n_train + ds.n_val}, spec)
 
 
-def _load_file(file, label, features, val_fraction, seed, name) -> Dataset:
+def _load_file(file, label, features, val_fraction, seed, name, remap_labels=False) -> Dataset:
     import numpy as np
 
     from .datasets import from_arrays
@@ -287,27 +292,27 @@ def _load_file(file, label, features, val_fraction, seed, name) -> Dataset:
             with np.load(file) as z:
                 fx = features if isinstance(features, str) else "x"
                 if fx not in z.files or label not in z.files:
-                    raise ValueError(f"{file}: needs arrays {fx!r} and {label!r}; it has {sorted(z.files)}")
+                    raise UserError(f"{file}: needs arrays {fx!r} and {label!r}; it has {sorted(z.files)}")
                 x, y = z[fx], z[label]
         else:
             import pandas as pd
 
             df = pd.read_csv(file) if ext == ".csv" else pd.read_parquet(file)
             if label not in df.columns:
-                raise ValueError(f"{file}: no label column {label!r}{_near(label, df.columns)}; columns: "
+                raise UserError(f"{file}: no label column {label!r}{_near(label, df.columns)}; columns: "
                                  f"{', '.join(map(str, df.columns))}")
             cols = features or [c for c in df.columns if c != label]
             missing = [c for c in cols if c not in df.columns]
             if missing:
-                raise ValueError(f"{file}: no feature column(s) {missing}; columns: {', '.join(map(str, df.columns))}")
+                raise UserError(f"{file}: no feature column(s) {missing}; columns: {', '.join(map(str, df.columns))}")
             x, y = df[cols].to_numpy(), df[label].to_numpy()
     except (OSError, KeyError) as e:
-        raise ValueError(f"{file}: cannot read it: {e}") from None
+        raise UserError(f"{file}: cannot read it: {e}") from None
     except ValueError:
         raise
     except Exception as e:  # a parser's own error (a corrupt Parquet file, a bad CSV)
-        raise ValueError(f"{file}: cannot read it: {type(e).__name__}: {e}") from None
-    return from_arrays(x, y, name=name, val_fraction=float(val_fraction), seed=int(seed))
+        raise UserError(f"{file}: cannot read it: {type(e).__name__}: {e}") from None
+    return from_arrays(x, y, name=name, val_fraction=float(val_fraction), seed=int(seed), remap_labels=remap_labels)
 
 
 def _fix_values(table: dict, where, tname: str) -> dict:
@@ -318,19 +323,19 @@ def _fix_values(table: dict, where, tname: str) -> dict:
         out["betas"] = tuple(out["betas"])
     for k, v in out.items():
         if isinstance(v, dict):
-            raise ValueError(f"{where(k, tname)}: {k} = {{...}}: a table is not a value here")
+            raise UserError(f"{where(k, tname)}: {k} = {{...}}: a table is not a value here")
     return out
 
 
 def _grid(g, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]:
     subs = _as_list(g)
     if not subs or not all(isinstance(s, dict) for s in subs):
-        raise ValueError(f"{where(table='grid')}: [grid] must be a table or [[grid]] tables")
+        raise UserError(f"{where(table='grid')}: [grid] must be a table or [[grid]] tables")
     out = []
     for s in subs:
         for k in s:
             if k not in cfgmod.FIELD_NAMES:
-                raise ValueError(f"{where(k, 'grid')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
+                raise UserError(f"{where(k, 'grid')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
         s = _fix_values(s, where, "grid")
         if epochs is not None:
             s["epochs"] = epochs
@@ -345,54 +350,54 @@ def _grid(g, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]:
         for v in s.values():
             size *= len(v) if isinstance(v, list) else 1
         if max_configs is not None and size > max_configs:
-            raise ValueError(f"{where(table='grid')}: the grid would build {size:,} configs, over the limit of "
+            raise UserError(f"{where(table='grid')}: the grid would build {size:,} configs, over the limit of "
                              f"{max_configs:,} (refused before building them): shrink it, or pass --no-limits")
         try:
             out.extend(cfgmod.grid(s))
         except ValueError as e:
             key = next((k for k in s if repr(k) in str(e) or f"{k}=" in str(e)), None)
-            raise ValueError(f"{where(key, 'grid')}: {e}") from None
+            raise UserError(f"{where(key, 'grid')}: {e}") from None
     return cfgmod._dedupe(out)
 
 
-def _sample(t, where, *, epochs, seeds, smoke) -> list[Config]:
+def _sample(t, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]:
     if not isinstance(t, dict):
-        raise ValueError(f"{where(table='sample')}: [sample] must be a table")
+        raise UserError(f"{where(table='sample')}: [sample] must be a table")
     if "count" not in t:
-        raise ValueError(f"{where(table='sample')}: [sample] needs count = <configs to draw>")
+        raise UserError(f"{where(table='sample')}: [sample] needs count = <configs to draw>")
     count, seed = t["count"], t.get("seed", 0)
     dists: dict[str, Any] = {}
     for k, v in t.items():
         if k in ("count", "seed"):
             continue
         if k not in cfgmod.FIELD_NAMES:
-            raise ValueError(f"{where(k, 'sample')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
+            raise UserError(f"{where(k, 'sample')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
         if isinstance(v, dict):
             if len(v) != 1 or next(iter(v)) not in DISTRIBUTIONS:
-                raise ValueError(f"{where(k, 'sample')}: {k} = {v!r}: a distribution is one of "
+                raise UserError(f"{where(k, 'sample')}: {k} = {v!r}: a distribution is one of "
                                  + ", ".join(f"{{ {d} = [...] }}" for d in DISTRIBUTIONS))
             kind, args = next(iter(v.items()))
             try:
                 if kind == "choice":
                     if not isinstance(args, list) or not args:
-                        raise ValueError("choice needs a non-empty list")
+                        raise UserError("choice needs a non-empty list")
                     dists[k] = [tuple(a) if isinstance(a, list) else a for a in args] if k in ("hidden", "betas") \
                         else list(args)
                 else:
                     if not isinstance(args, list) or len(args) != 2:
-                        raise ValueError(f"{kind} needs [low, high]")
+                        raise UserError(f"{kind} needs [low, high]")
                     dists[k] = getattr(cfgmod, kind)(*args)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{where(k, 'sample')}: {k}: {e}") from None
+                raise UserError(f"{where(k, 'sample')}: {k}: {e}") from None
         elif isinstance(v, list) and k not in ("betas",):
-            raise ValueError(f"{where(k, 'sample')}: {k} = {v!r}: in [sample] write {k} = {{ choice = {v!r} }} "
+            raise UserError(f"{where(k, 'sample')}: {k} = {v!r}: in [sample] write {k} = {{ choice = {v!r} }} "
                              "to draw from a list")
         else:
             dists[k] = tuple(v) if isinstance(v, list) else v
     if epochs is not None:
         dists["epochs"] = epochs
     if max_configs is not None and isinstance(count, int) and count > max_configs:
-        raise ValueError(f"{where('count', 'sample')}: count={count:,} is over the limit of {max_configs:,}: "
+        raise UserError(f"{where('count', 'sample')}: count={count:,} is over the limit of {max_configs:,}: "
                          "lower it, or pass --no-limits")
     if smoke:
         dists["epochs"] = SMOKE["epochs"]
@@ -400,7 +405,7 @@ def _sample(t, where, *, epochs, seeds, smoke) -> list[Config]:
     try:
         configs = cfgmod.sample(count, seed=seed, **dists)
     except ValueError as e:
-        raise ValueError(f"{where(table='sample')}: {e}") from None
+        raise UserError(f"{where(table='sample')}: {e}") from None
     if seeds is not None and not smoke:
         configs = cfgmod._dedupe(c.replace(seed=s) for c in configs for s in range(seeds))
     return configs

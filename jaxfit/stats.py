@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,9 @@ def compare(a, b, margin_sd: float = 0.75) -> Comparison:
     standard deviations (PARITY.md: 0.75 caught flax's default init and a 20%-off learning rate)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or len(b) < 3:
-        raise ValueError(f"compare: need at least 3 values a side, got {len(a)} and {len(b)}")
+        raise UserError(f"compare: need at least 3 values a side, got {len(a)} and {len(b)}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("compare: non-finite values (a diverged run?) cannot be compared; filter them first")
+        raise UserError("compare: non-finite values (a diverged run?) cannot be compared; filter them first")
     s = pooled_sd(a, b)
     margin = margin_sd * s
     welch = stats.ttest_ind(a, b, equal_var=False)

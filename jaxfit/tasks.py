@@ -10,6 +10,7 @@ from typing import Callable
 from . import datasets
 from .config import Config
 from .datasets import Dataset
+from .errors import UserError
 
 # Document 1: FeedForward(2, 3) = Linear(2, 2) -> ReLU -> Linear(2, 3) -> Softmax, CrossEntropyLoss on
 # the softmax output, SGD(lr=0.001, momentum=0.9), DataLoader defaults (batch 1, no shuffle).
@@ -61,5 +62,5 @@ TASKS: dict[str, Task] = {t.name: t for t in [
 
 def get(name: str) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; the tasks are {', '.join(TASKS)}")
+        raise UserError(f"unknown task {name!r}; the tasks are {', '.join(TASKS)}")
     return TASKS[name]

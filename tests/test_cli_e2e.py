@@ -92,12 +92,19 @@ def test_second_sweep_into_a_directory_in_use_is_refused_and_ctrl_c_says_how_to_
     first = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while not (out / ".jaxfit.lock").exists():
+        while not (out / "sweep.json").exists():
             assert time.time() < deadline and first.poll() is None, first.communicate()
             time.sleep(0.2)
         second = jaxfit("sweep", "--datasets", "sum_bin", "--epochs", "400", "--seeds", "1", "--out", str(out),
                         "--no-progress", "--no-cache")
         one_line_error(second, "being written by pid", str(first.pid))
+        before = sorted(os.listdir(out))
+        # another sweep with --force into the live sweep's directory: refused by the lock, nothing deleted
+        forced = jaxfit("sweep", "--quick", "--out", str(out), "--force", "--no-progress", "--no-cache")
+        one_line_error(forced, "being written by pid", str(first.pid))
+        assert "clearing" not in forced.stdout
+        assert set(before) <= set(os.listdir(out)) and (out / "sweep.json").exists()
+        assert first.poll() is None  # the first sweep is still at work
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=60)
         assert first.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err

@@ -7,8 +7,9 @@
 torch.optim and reports jaxfit's per-epoch metrics.
 """
 
-from .convert import LAYOUTS, MLP, Fourier, Sin, Standardize, build_model, detect_layout, to_params, to_state_dict
+from .convert import (LAYOUTS, MLP, Fourier, Sin, Standardize, build_model, cast_inputs, detect_layout, to_params,
+                      to_state_dict)
 from .train import TorchResult, train, train_many
 
-__all__ = ["LAYOUTS", "MLP", "detect_layout", "Fourier", "Sin", "Standardize", "TorchResult", "build_model", "to_params", "to_state_dict",
+__all__ = ["LAYOUTS", "MLP", "cast_inputs", "detect_layout", "Fourier", "Sin", "Standardize", "TorchResult", "build_model", "to_params", "to_state_dict",
            "train", "train_many"]

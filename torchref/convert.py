@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from jaxfit.errors import UserError
 
 ONE_UNIT_LOSSES = ("bce", "bce_with_logits")
 
@@ -159,6 +160,21 @@ class MLP(nn.Sequential):
         return super().__getitem__(idx)
 
 
+def cast_inputs(module: nn.Module, args: tuple) -> tuple:
+    """A forward pre-hook: NumPy arrays become tensors and floating inputs take the module's own
+    dtype (jaxfit's datasets are float64; a float32 config's model would refuse them)."""
+    p = next(module.parameters(), None)
+    dtype = p.dtype if p is not None else torch.get_default_dtype()
+    out = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            a = torch.from_numpy(np.array(a))  # a writable copy
+        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != dtype:
+            a = a.to(dtype)
+        out.append(a)
+    return tuple(out)
+
+
 def build_model(config, num_features: int, num_classes: int, *, x_train=None) -> MLP:
     """A fresh PyTorch model for `config` (in config.dtype), with PyTorch's default initialisation
     drawn from torch's global RNG (seed it first).
@@ -203,7 +219,7 @@ LAYOUTS: dict[str, dict[str, str]] = {
 
 def _check_layout(layout: str, config) -> dict[str, str]:
     if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+        raise UserError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
     if layout == "mlp":
         return LAYOUTS[layout]
     problems = []
@@ -217,7 +233,7 @@ def _check_layout(layout: str, config) -> dict[str, str]:
     if config.input_norm not in allowed_norms:
         problems.append(f"input_norm={config.input_norm!r} (that module allows {', '.join(allowed_norms)})")
     if problems:
-        raise ValueError(f"config does not describe a document {layout!r} module: " + "; ".join(problems))
+        raise UserError(f"config does not describe a document {layout!r} module: " + "; ".join(problems))
     return LAYOUTS[layout]
 
 
@@ -269,7 +285,7 @@ def to_params(state_dict, config, layout: str | None = None) -> tuple[dict, dict
     missing = [_rename(k, mapping) for k in expected if k not in sd]
     extra = [_rename(k, mapping) for k in sd if k not in set(expected)]
     if missing or extra:
-        raise ValueError(f"state_dict ({layout} layout) does not match the config: "
+        raise UserError(f"state_dict ({layout} layout) does not match the config: "
                          f"missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
     params: dict[str, Any] = {"dense": []}
     state: dict[str, Any] = {}

@@ -32,6 +32,7 @@ import torch.utils.data as utils
 from torch import nn
 
 import jaxfit.datasets
+from jaxfit.errors import UserError
 
 # ============================================================================ document 1
 
@@ -149,7 +150,7 @@ def doc1_data(labels: str, n: int = 2000, seed: int = 0) -> jaxfit.datasets.Data
         return jaxfit.datasets.sum_bin(n, seed=seed)
     if labels == "sum_mod":
         return jaxfit.datasets.sum_mod(n, seed=seed)
-    raise ValueError(f"doc1: labels must be 'sum_bin' or 'sum_mod', got {labels!r}")
+    raise UserError(f"doc1: labels must be 'sum_bin' or 'sum_mod', got {labels!r}")
 
 
 def doc1_run(labels: str = "sum_bin", seed: int = 0, epochs: int = 50, n: int = 2000,
@@ -273,7 +274,7 @@ def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(parameters, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+    raise UserError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
 
 def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, optimizer_name: str = "adam",
@@ -289,7 +290,7 @@ def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: i
     BatchNorm: the batch statistics), exactly as `loss.item()` in the question's loop.
     """
     if loss not in ("bce", "bce_with_logits"):
-        raise ValueError(f"loss must be 'bce' or 'bce_with_logits', got {loss!r}")
+        raise UserError(f"loss must be 'bce' or 'bce_with_logits', got {loss!r}")
     criterion = nn.BCELoss() if loss == "bce" else nn.BCEWithLogitsLoss()
     optimizer = make_optimizer(optimizer_name, model.parameters(), lr)
     scheduler = None if step_lr is None else torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_lr[0],
@@ -335,7 +336,7 @@ HEART_REMEDIES = ("raw", "standardize", "batchnorm", "step_lr")
 def heart_settings(remedy: str, epochs: int) -> dict:
     """The optimiser, rate and schedule each remedy uses (shared with the jaxfit configs of the tests)."""
     if remedy not in HEART_REMEDIES:
-        raise ValueError(f"remedy must be one of {HEART_REMEDIES}, got {remedy!r}")
+        raise UserError(f"remedy must be one of {HEART_REMEDIES}, got {remedy!r}")
     if remedy == "raw":
         return {"optimizer": HEART_RAW_OPTIMIZER, "lr": HEART_RAW_LR, "step_lr": None}
     if remedy == "step_lr":
@@ -369,7 +370,7 @@ def doc2_heart(seed: int = 0, epochs: int = 10_000, remedy: str = "raw", n: int 
     torch.manual_seed(seed)
     if remedy == "batchnorm":
         if loss != "bce":
-            raise ValueError("the batchnorm remedy is written with the sigmoid output and BCELoss")
+            raise UserError("the batchnorm remedy is written with the sigmoid output and BCELoss")
         model = ModelBN(1, H1, 1)
     else:
         model = (Model if loss == "bce" else ModelLogits)(1, H1, 1)
@@ -465,7 +466,7 @@ def circles_search(H1s=SEARCH_H1, lrs=SEARCH_LR, seeds=range(32), framework: str
                 for h, lr in grid for s in seeds]
         final = np.array([r[-1] for r in run_many(jobs)]).reshape(len(grid), len(seeds))
     else:
-        raise ValueError(f"framework must be 'jaxfit' or 'torch', got {framework!r}")
+        raise UserError(f"framework must be 'jaxfit' or 'torch', got {framework!r}")
     rows = []
     for (h, lr), x in zip(grid, final):
         rows.append({"H1": h, "lr": lr, "median": float(np.median(x)), "geomean": float(np.exp(np.log(x).mean())),

@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxfit.config import Config
 from jaxfit.datasets import Dataset
+from jaxfit.errors import UserError
 
 METRICS_SHOWN = ("train_loss", "last_batch_loss", "full_train_loss", "val_loss", "val_acc")
 MAX_RECORDED_STEPS = 20_000  # steps=True keeps every step's parameters on both sides
@@ -180,7 +181,7 @@ class Replay:
 
     def _steps(self) -> StepRecord:
         if self.step_record is None:
-            raise ValueError("this replay has no step records: run parity.replay(..., steps=True)")
+            raise UserError("this replay has no step records: run parity.replay(..., steps=True)")
         return self.step_record
 
     @property
@@ -323,7 +324,7 @@ def replay(data: Dataset, config: Config, *, steps: bool = False, torch_masks: b
 
     total = api.model_steps(data, [config])
     if steps and total > MAX_RECORDED_STEPS:
-        raise ValueError(f"parity --steps records every step's parameters: {total:,} steps is over the limit of "
+        raise UserError(f"parity --steps records every step's parameters: {total:,} steps is over the limit of "
                          f"{MAX_RECORDED_STEPS:,} (use fewer epochs, a larger batch or fewer points)")
     seed = config.seed if init_seed is None else init_seed
     torch.manual_seed(seed)
@@ -364,10 +365,10 @@ def parse_config(text: str, base: Config | None = None) -> Config:
     changes: dict[str, Any] = {}
     for part in text.replace(";", " ").split():
         if "=" not in part:
-            raise ValueError(f"config text: {part!r} is not field=value")
+            raise UserError(f"config text: {part!r} is not field=value")
         k, v = part.split("=", 1)
         if k not in types:
-            raise ValueError(f"config text: unknown field {k!r}; the fields are {sorted(types)}")
+            raise UserError(f"config text: unknown field {k!r}; the fields are {sorted(types)}")
         changes[k] = _parse_value(k, v, getattr(base, k))
     return dataclasses.replace(base, **changes)
 
@@ -378,7 +379,7 @@ def _parse_value(name: str, v: str, current: Any) -> Any:
         return tuple(int(x) if name == "hidden" else float(x) for x in items)
     if name in ("nesterov", "batchnorm", "shuffle"):
         if v.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"Config.{name}={v!r} is invalid: must be true or false")
+            raise UserError(f"Config.{name}={v!r} is invalid: must be true or false")
         return v.lower() in ("true", "1")
     if v.lower() == "none":
         return None
@@ -410,7 +411,7 @@ def replay_pair(data: Dataset, config: Config, flax_factory, torch_module) -> Re
     from jaxfit.flax import load_state_dict
 
     if config.dropout > 0:
-        raise ValueError("replay_pair: dropout > 0 cannot be replayed for a user's pair (each framework draws its own "
+        raise UserError("replay_pair: dropout > 0 cannot be replayed for a user's pair (each framework draws its own "
                          "masks); set dropout=0")
     initial = {k: v.detach().cpu().numpy().copy() for k, v in torch_module.state_dict().items()}
     t = torchref.train(data, config, module=copy.deepcopy(torch_module))

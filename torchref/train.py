@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from jaxfit.train import effective_batch
 
 from .convert import build_model, to_params, to_state_dict, torch_dtype
+from jaxfit.errors import UserError
 
 METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -220,7 +221,7 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     `config.output` names."""
     if module is not None and (params is not None or model_state is not None or dropout_masks is not None
                                or record_dropout or record_params):
-        raise ValueError("train(module=...): params, model_state, dropout_masks, record_dropout and record_params "
+        raise UserError("train(module=...): params, model_state, dropout_masks, record_dropout and record_params "
                          "are for the config's own network")
     dtype = torch_dtype(config)
     x = torch.as_tensor(np.array(data.x_train), dtype=dtype)
@@ -258,7 +259,7 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     if batch_order is not None:
         batch_order = np.asarray(batch_order)
         if batch_order.ndim != 3 or batch_order.shape[0] != config.epochs:
-            raise ValueError(f"batch_order: need [epochs={config.epochs}, steps, batch], got {batch_order.shape}")
+            raise UserError(f"batch_order: need [epochs={config.epochs}, steps, batch], got {batch_order.shape}")
         order = batch_order.astype(np.int64)
         loader = None
     else:
@@ -270,13 +271,13 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
     masked = None
     if dropout_masks is not None:
         if batch_order is None:
-            raise ValueError("dropout_masks need an explicit batch_order (the masks are aligned with its rows)")
+            raise UserError("dropout_masks need an explicit batch_order (the masks are aligned with its rows)")
         masked = _MaskedDropout(model)
     recorder = None
     recorded: list[list] | None = None
     if record_dropout:
         if dropout_masks is not None:
-            raise ValueError("record_dropout records nn.Dropout's own masks: do not also pass dropout_masks")
+            raise UserError("record_dropout records nn.Dropout's own masks: do not also pass dropout_masks")
         recorder = _RecordedDropout(model)
         if not recorder.mods:
             recorder.remove()
@@ -285,7 +286,7 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
             recorded = [[] for _ in range(config.epochs)]
             if len(recorder.mods) != len(config.hidden):
                 recorder.remove()
-                raise ValueError(f"record_dropout: {len(recorder.mods)} nn.Dropout modules for "
+                raise UserError(f"record_dropout: {len(recorder.mods)} nn.Dropout modules for "
                                  f"{len(config.hidden)} hidden layers")
     step_params: list[list] | None = [[] for _ in range(config.epochs)] if record_params else None
 

@@ -22,6 +22,7 @@ from flax import nnx
 
 from ..nn import init as _init
 from ..nn import layers as _layers
+from ..errors import UserError
 
 SCHEMES = ("torch", "lecun_normal", "he_normal", "glorot_uniform")
 
@@ -103,17 +104,17 @@ class Linear(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, init: str = "torch", dtype=jnp.float32,
                  rngs: nnx.Rngs | None = None, key=None, weight=None, bias=None):
         if init not in SCHEMES:
-            raise ValueError(f"Linear: unknown init {init!r}; choose among {SCHEMES}")
+            raise UserError(f"Linear: unknown init {init!r}; choose among {SCHEMES}")
         self.in_features, self.out_features = in_features, out_features
         if weight is None:
             key = _first(key, _key_from(rngs, "params"))
             if key is None:
-                raise ValueError("Linear: give rngs or key (or weight and bias)")
+                raise UserError("Linear: give rngs or key (or weight and bias)")
             p = _init.dense(key, in_features, out_features, init, dtype)
             weight, bias = p["w"], p["b"]
         weight, bias = jnp.asarray(weight, dtype), jnp.asarray(bias, dtype)
         if weight.shape != (out_features, in_features) or bias.shape != (out_features,):
-            raise ValueError(f"Linear({in_features}, {out_features}): weight {weight.shape}, bias {bias.shape}; "
+            raise UserError(f"Linear({in_features}, {out_features}): weight {weight.shape}, bias {bias.shape}; "
                              f"want ({out_features}, {in_features}) and ({out_features},)")
         self.weight = nnx.Param(weight)
         self.bias = nnx.Param(bias)
@@ -184,14 +185,14 @@ class Dropout(nnx.Module):
         ctx = _inputs()
         rate = _first(rate, None if self.rate is None else self.rate[...], ctx.rate)
         if rate is None:
-            raise ValueError("Dropout: no rate (give one here, at construction, or through program_inputs)")
+            raise UserError("Dropout: no rate (give one here, at construction, or through program_inputs)")
         if keep_mask is None:
             key = _first(key, _key_from(rngs), _key_from(self.rngs))
             if key is None and ctx.key is not None:
                 key = jax.random.fold_in(ctx.key, ctx.drawn[0])
                 ctx.drawn[0] += 1
             if key is None:
-                raise ValueError("Dropout in training needs a key: pass key= or rngs=, or build it with rngs")
+                raise UserError("Dropout in training needs a key: pass key= or rngs=, or build it with rngs")
         return _layers.dropout(x, jnp.asarray(rate, x.dtype), key, keep_mask=keep_mask)
 
 
@@ -222,11 +223,11 @@ class Fourier(nnx.Module):
         if B is None:
             key = _first(key, _key_from(rngs, "params"))
             if key is None:
-                raise ValueError("Fourier: give rngs or key (or B)")
+                raise UserError("Fourier: give rngs or key (or B)")
             B = _layers.fourier_matrix(key, fourier_features, num_features, dtype, scale)
         B = jnp.asarray(B, dtype)
         if B.shape != (fourier_features, num_features):
-            raise ValueError(f"Fourier: B {B.shape}, want ({fourier_features}, {num_features})")
+            raise UserError(f"Fourier: B {B.shape}, want ({fourier_features}, {num_features})")
         self.B = FourierMatrix(B)
 
     def __call__(self, x):

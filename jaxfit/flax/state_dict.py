@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from .modules import Hyper
+from ..errors import UserError
 
 DEFAULT_FILTER = nnx.Not(nnx.Any(nnx.RngState, Hyper))  # RNG streams and run numbers: no part of a state_dict
 
@@ -50,7 +51,7 @@ def load_state_dict(tree, flat: Mapping[str, Any], filter=DEFAULT_FILTER):
     if missing or extra:
         parts = ([f"missing key(s) {', '.join(missing)}"] if missing else []) + \
                 ([f"unexpected key(s) {', '.join(extra)}"] if extra else [])
-        raise ValueError(f"load_state_dict: {'; '.join(parts)}")
+        raise UserError(f"load_state_dict: {'; '.join(parts)}")
     new, bad = {}, []
     for k, var in have.items():
         a = _array(flat[k])
@@ -59,7 +60,7 @@ def load_state_dict(tree, flat: Mapping[str, Any], filter=DEFAULT_FILTER):
             bad.append(f"{k} has shape {a.shape}, the module's {tuple(old.shape)}")
         new[k] = jnp.asarray(a, old.dtype)
     if bad:
-        raise ValueError(f"load_state_dict: {'; '.join(bad)}")
+        raise UserError(f"load_state_dict: {'; '.join(bad)}")
     state = tree if isinstance(tree, nnx.State) else nnx.state(tree, filter)  # a State: all of it
     updated = nnx.from_flat_state([(path, var.replace(new[_key(path)]) if _key(path) in new else var)
                                    for path, var in nnx.to_flat_state(state)])
