@@ -27,7 +27,8 @@ import numpy as np
 import jaxfit
 
 jaxfit.configure_host_devices()  # as the command line does: one XLA host device per core
-from jaxfit import datasets, tasks  # noqa: E402
+from jaxfit import datasets  # noqa: E402
+from torchref import tasks  # noqa: E402
 from jaxfit.config import Config
 
 # ----------------------------------------------------------------------------- workloads
@@ -126,7 +127,7 @@ def step_cost(w: Workload) -> dict[str, Any]:
 
     from jaxfit.config import hparams
     from jaxfit.nn import layers, losses, optim
-    from jaxfit.train import spec_of
+    from jaxfit.program.train import spec_of
 
     c = w.config.replace(dtype="float32")
     data = w.dataset()

@@ -4,7 +4,7 @@ Each option set compiles and runs the default `jaxfit sweep` programs (sum_mod; 
 fused programs) in a fresh process with no persistent cache, `--repeats` times; the table gives the
 median compile and run seconds per program and in all, beside the defaults. The options are XLA
 debug options passed per program (`Lowered.compile(compiler_options=...)`), on top of jaxfit's own
-(`jaxfit.cpu.cpu_options`). A measurement decides whether jaxfit uses any of them.
+(`jaxfit.engine.cpu.cpu_options`). A measurement decides whether jaxfit uses any of them.
 
     python -m benchmarks.compile_options [--repeats 3] [--quick] [--out benchmarks/results]
 """
@@ -30,7 +30,8 @@ WORKER = r"""
 import json, sys, time
 import jaxfit
 jaxfit.configure_host_devices()
-from jaxfit import cli, cpu
+from jaxfit import cli
+from jaxfit.engine import cpu
 extra = json.loads(sys.argv[1]); quick = sys.argv[2] == "1"
 base = cpu.cpu_options
 cpu.cpu_options = lambda spec, platform: {**base(spec, platform), **extra}

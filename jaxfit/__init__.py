@@ -12,35 +12,40 @@ on a 2-core CPU) and `jaxfit.enable_compilation_cache()` (compiled programs kept
 processes). The `jaxfit` command line does both.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # Names are imported on first use (PEP 562), so `import jaxfit` and the command line's --version,
 # --help and `datasets` do not start JAX; `from jaxfit import sweep` imports what it needs.
 _LAZY = {
-    "configure_host_devices": "cpu", "datasets": None, "engine": None, "errors": None,
+    "configure_host_devices": "engine.cpu",
     "model_steps": "api", "sweep": "api", "train": "api",
     "Config": "config", "grid": "config", "int_uniform": "config", "log_uniform": "config", "sample": "config",
     "uniform": "config",
-    "cache_hits": "programs", "compile_count": "programs", "enable_compilation_cache": "programs",
-    "SweepResult": "results", "diagnose": "diagnose", "UserError": "errors", "JaxfitWarning": "errors",
+    "cache_hits": "engine.compile", "compile_count": "engine.compile", "enable_compilation_cache": "engine.compile",
+    "SweepResult": "results", "diagnose": "diagnostics", "UserError": "errors", "JaxfitWarning": "errors",
 }
 
-__all__ = sorted(n for n in _LAZY if n not in ("errors", "engine"))
+# Subpackages by layer; an import may only point down this list (tests/test_import_arrows.py):
+# errors, version, io <- config, datasets <- nn <- program <- flax <- engine <- results <- diagnostics
+# <- report <- api, spec <- cli.
+SUBMODULES = ("errors", "version", "io", "config", "datasets", "nn", "program", "flax", "engine", "results",
+              "diagnostics", "report", "api", "spec", "cli")
+
+__all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str):
     import importlib
 
-    if name not in _LAZY:
-        raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
-    module = _LAZY[name]
-    if module is None:
+    if name in SUBMODULES:
         value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     else:
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))

@@ -8,12 +8,14 @@ import time
 from typing import Any, Callable, Sequence
 
 from . import engine
-from .plan import describe as plan_rows
 from .config import Config
 from .datasets import Dataset
-from .results import SweepResult, environment
-from .train import effective_batch
+from .diagnostics import diagnose
+from .engine.plan import describe as plan_rows
 from .errors import UserError
+from .program.train import effective_batch
+from .results import SweepResult
+from .results.provenance import environment
 
 
 def _positive_int(name: str, v, remedy: str) -> None:
@@ -138,7 +140,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
     }
     if model is not None:
         meta["model"] = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
-    result = SweepResult.from_run(configs, raw, meta).attach_data(data)  # the diagnostics read the data
+    result = SweepResult.from_run(configs, raw, meta)
+    result.set_diagnostics(diagnose(result, data))  # from the data it trained on, once
     if record_steps:
         result.step_losses, result.step_params = raw.step_losses, raw.step_params
     return result

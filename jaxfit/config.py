@@ -16,7 +16,9 @@ the host in float64 the way `torch.optim.lr_scheduler` computes it (`jaxfit.nn.o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import numbers
 from dataclasses import dataclass
@@ -275,15 +277,6 @@ def _validate(c: Config) -> None:
 # ----------------------------------------------------------------------------- static / dynamic
 
 
-def static_key(c: Config, num_features: int = 2, num_classes: int = 3, n_train: int = 0, n_val: int = 0):
-    """What fixes the compiled program of `c` trained alone, for a data shape: its ProgramSpec
-    (`jaxfit.train.spec_of`; one definition, not a second list of fields). Configs with equal keys
-    share a program even unfused; the planner may fuse configs of different keys (jaxfit.plan)."""
-    from .train import spec_of
-
-    return spec_of(c, n_train, n_val, num_features, num_classes)
-
-
 class HParams(NamedTuple):
     """The numbers vmap batches: each field an array with a leading config axis [n_configs]."""
 
@@ -487,3 +480,9 @@ def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
                 d[name] = dist
         out.append(Config(**_drop_unused(d)))
     return _dedupe(out)
+
+
+def configs_sha256(configs: Sequence[Config]) -> str:
+    """sha256 of the configs' to_dict JSON, in order."""
+    blob = json.dumps([c.to_dict() for c in configs], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -604,3 +604,37 @@ def load(name: str, **kwargs: Any) -> Dataset:
         allowed = ", ".join(sorted(DATASETS))
         raise UserError(f"load: unknown dataset {name!r}; allowed names: {allowed}")
     return DATASETS[name](**kwargs)
+
+
+def regenerate(ds: dict):
+    """(Dataset or None, note): the dataset a result was trained on, rebuilt from the generator
+    arguments in its meta["dataset"], kept only when its fingerprint equals the saved one. The note
+    says what was done, or why not."""
+    import inspect
+
+    name = ds.get("name")
+    gen = DATASETS.get(name)
+    if gen is None:
+        return None, (f"dataset {name!r} is not one of jaxfit's generators ({', '.join(sorted(DATASETS))}); "
+                      "its points are not stored with the results")
+    gen_meta = ds.get("meta") or {}
+    params = inspect.signature(gen).parameters
+    # Dataset.meta also holds derived values (sum_bin's edges, circles' val_random_state,
+    # heart_rate's stand_in flag): pass only the generator's own arguments.
+    kwargs = {k: v for k, v in gen_meta.items() if k in params}
+    try:
+        data = load(name, **kwargs)
+    except Exception as e:  # e.g. scikit-learn missing for circles
+        return None, (f"could not regenerate dataset {name!r} from {kwargs} ({type(e).__name__}: {e})")
+    want = ds.get("fingerprint")
+    if want is None:
+        return data, (f"regenerated {name}({_kw(kwargs)}); the result holds no fingerprint, so it could not be "
+                      "checked against the data the sweep trained on")
+    if data.fingerprint() != want:
+        return None, (f"regenerating {name}({_kw(kwargs)}) gives fingerprint {data.fingerprint()}, not the saved "
+                      f"{want}: the data is not reproducible here")
+    return data, f"regenerated {name}({_kw(kwargs)}); fingerprint {want} matches the saved one"
+
+
+def _kw(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

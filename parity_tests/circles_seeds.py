@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def main() -> None:
     from test_convergence import auc_jax, auc_torch
 
-    from jaxfit import stats, tasks
+    from torchref import stats, tasks
     from jaxfit.results import environment
 
     p = argparse.ArgumentParser()

@@ -25,7 +25,7 @@ import pytest
 
 import jaxfit
 import torchref
-from jaxfit import stats, tasks
+from torchref import stats, tasks
 from jaxfit.results import provenance
 
 N_SEEDS = 128

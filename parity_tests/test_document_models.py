@@ -23,7 +23,7 @@ from torch.utils import data as tdata
 
 import jaxfit
 import torchref
-from jaxfit import tasks
+from torchref import tasks
 from torchref import documents as D
 from torchref.convert import detect_layout
 

@@ -96,7 +96,7 @@ def test_jaxfit_trains_from_the_scheme_it_is_given():
     draw of the config's scheme from its init key, fold_in(PRNGKey(seed), KEY_INIT)."""
     import jax
     from jaxfit.nn import layers
-    from jaxfit.train import KEY_INIT
+    from jaxfit.program.train import KEY_INIT
     data = jaxfit.datasets.sum_bin(n=64, seed=0)
     cfg = Config(hidden=(16,), init="he_normal", epochs=1, lr=1e-30, optimizer="sgd", seed=5)
     r = jaxfit.train(data, cfg)

@@ -49,7 +49,7 @@ import pytest
 import torch
 
 import jaxfit
-from jaxfit import results
+from jaxfit.io import tree
 import torchref
 from jaxfit import Config
 from jaxfit.nn import layers, losses
@@ -88,7 +88,7 @@ def bce_grad_eps(value: float):
 
 
 def flatten(tree) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, np.float64) for k, v in results.flatten(tree).items()}
+    return {k: np.asarray(v, np.float64) for k, v in tree.flatten(tree).items()}
 
 
 def deviations(tr, jr) -> dict[str, float]:

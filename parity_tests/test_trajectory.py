@@ -4,7 +4,7 @@ Every case builds the PyTorch model with a seed, converts its weights with `torc
 gives both frameworks those weights, the same model state (BatchNorm buffers, standardisation
 statistics, Fourier matrix) and the same explicit batch order, trains, and then requires
 
-* every per-epoch metric of `jaxfit.train.METRICS` (train_loss, last_batch_loss, full_train_loss,
+* every per-epoch metric of `jaxfit.program.train.METRICS` (train_loss, last_batch_loss, full_train_loss,
   val_loss; train_acc, val_acc) to agree, and
 * the final parameters and model state (walked leaf by leaf through `torchref.to_params` of the
   trained torch model's state_dict) to agree.
@@ -35,11 +35,11 @@ import pytest
 import torch
 
 import jaxfit
-from jaxfit import results
+from jaxfit.io import tree
 import torchref
 from jaxfit import Config
 from jaxfit.config import ACTIVATIONS, ENCODINGS, INPUT_NORMS, LOSSES, OPTIMIZERS, OUTPUTS, SCHEDULES
-from jaxfit.train import KEY_DROPOUT, METRICS, effective_batch
+from jaxfit.program.train import KEY_DROPOUT, METRICS, effective_batch
 from torchref.train import make_scheduler
 
 # ----------------------------------------------------------------------------- tolerances
@@ -199,7 +199,7 @@ def jaxfit_dropout_masks(cfg: Config, order: np.ndarray) -> list:
         return [[[np.asarray(m) for m in at(jnp.int32(e * steps + s))] for s in range(steps)] for e in range(epochs)]
 
 
-flatten = results.flatten
+flatten = tree.flatten
 
 
 def curve_violations(torch_curves, jax_curves, names, atol) -> list[str]:
@@ -459,7 +459,7 @@ def test_converters_round_trip_and_forward(cfg: Config, x64):  # float64 forward
     fresh.load_state_dict(back)  # strict: every key present, no extra
 
     from jaxfit.nn import layers
-    from jaxfit.train import num_outputs
+    from jaxfit.program.train import num_outputs
     arch = layers.arch_of(cfg.replace(dropout=0.0), data.num_features, num_outputs(cfg.loss, classes))
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     x = torch.as_tensor(np.array(data.x_train), dtype=dtype)

@@ -10,7 +10,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     import jaxfit
-    from jaxfit import cpu, programs
+    from jaxfit.engine import compile as programs, cpu
     if sys.argv[1] == "blocked":  # one config per lax.map iteration on each device (blocked_vmap)
         cpu.block_sizes = lambda *a: (1, 1)
     data = jaxfit.datasets.sum_bin(n=128, seed=0)

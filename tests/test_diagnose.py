@@ -8,7 +8,7 @@ import pytest
 
 import jaxfit
 from jaxfit import Config
-from jaxfit.diagnose import FLAGS, double_softmax_floor, forward, prior_loss
+from jaxfit.diagnostics import FLAGS, double_softmax_floor, forward, prior_loss
 from jaxfit.results import (BCE_CLAMP, BCE_CLAMP_FRACTION, LOSS_BLOWUP_FACTOR, PARAM_BLOWUP, SweepResult,
                             _divergence, chance_loss)
 

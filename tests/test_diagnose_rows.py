@@ -7,7 +7,7 @@ import numpy as np
 
 import jaxfit
 
-dg = importlib.import_module("jaxfit.diagnose")  # the module (jaxfit.diagnose is also the function)
+dg = importlib.import_module("jaxfit.diagnostics")
 
 
 def test_activation_flags_use_a_seeded_subsample_of_large_splits(monkeypatch):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import jaxfit
-from jaxfit import Config, cpu, engine
+from jaxfit import Config, engine
+from jaxfit.engine import cpu
 
 
 def _bits(r, i):

@@ -12,7 +12,7 @@ from flax import nnx
 
 import jaxfit
 from jaxfit import Config
-from jaxfit.train import Data, init_state, run_of, spec_of
+from jaxfit.program.train import Data, init_state, run_of, spec_of
 from jaxfit.flax import (MLP, BatchNorm1d, Dropout, Fourier, Linear, Standardize, apply_graph, load_state_dict,
                          split_for_program, state_dict)
 from jaxfit.nn import init as jinit

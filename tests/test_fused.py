@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import jaxfit
-from jaxfit import Config, plan
+from jaxfit import Config
+from jaxfit.engine import plan
 from jaxfit.nn import layers
-from jaxfit.train import make_segment, run_of, spec_of
+from jaxfit.program.train import make_segment, run_of, spec_of
 
 STEPS_TOL = 1e-10  # float64 losses over 1,000 steps (PARITY.md), as the trajectory parity suite
 PARAM_TOL = 1e-9
@@ -148,7 +149,7 @@ def test_padded_units_stay_exactly_zero(small):
     runs = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *[run_of(spec, c) for c in cfgs])
     hp = jaxfit.config.hparams(cfgs, "float32")
     lrs = jaxfit.nn.optim.lr_table(cfgs, 3).astype(np.float32)
-    from jaxfit.engine import _carry0, _device_data
+    from jaxfit.engine.run import _carry0, _device_data
 
     data = _device_data(small, "float32")
     carry = _carry0(spec, runs, hp, data, None, None)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import jaxfit
-from jaxfit import fsio
-from jaxfit.checkpoint import CheckpointWarning, ChunkStore
-from jaxfit.lock import DirLock, LockedError
+from jaxfit.io import files as fsio
+from jaxfit.engine.store import CheckpointWarning, ChunkStore
+from jaxfit.io.lock import DirLock, LockedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -391,7 +391,7 @@ def test_a_result_saved_before_manifests_is_refused_with_how_to_rebuild(ref, tmp
 CHILD = """
 import os, sys, time
 import jaxfit
-from jaxfit import fsio
+from jaxfit.io import files as fsio
 a, b, target, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 ra, rb = jaxfit.SweepResult.load(a), jaxfit.SweepResult.load(b)
 real = fsio.atomic_write

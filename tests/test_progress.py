@@ -3,7 +3,7 @@
 import pytest
 
 import jaxfit
-from jaxfit import progress
+from jaxfit.engine import progress
 
 
 def test_eta_counts_training_only_not_compiling_or_resumed_chunks(monkeypatch):

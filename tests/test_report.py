@@ -159,7 +159,7 @@ def test_diverged_section_names_the_planted_config(report, sweep_dir):
 
 
 def test_diagnostics_section_counts_flags_and_lists_the_flagged(report, sweep_dir):
-    from jaxfit.diagnose import FLAGS
+    from jaxfit.diagnostics import FLAGS
 
     _, result = sweep_dir
     assert "sum_bin-diagnostics" in report.text_by_id

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from jaxfit import stats
+from torchref import stats
 
 
 def test_hedges_g_and_welch_against_scipy():

@@ -243,7 +243,9 @@ def test_report_exits_1_when_a_dataset_cannot_be_loaded(tiny, tmp_path, capsys):
 
 
 def test_report_on_a_full_disk_names_the_file_and_leaves_no_temporary(tiny, tmp_path):
-    from jaxfit import fsio, report
+    from jaxfit import report
+    import jaxfit.report.figures
+    from jaxfit.io import files as fsio
 
     _, r = tiny
     r.save(tmp_path / "a")
@@ -264,7 +266,8 @@ def test_report_and_command_line_rank_by_the_one_ranking(tmp_path):
     """A diverged config with the highest validation accuracy: SweepResult.best, the report's best row,
     its ranked table and its boundaries all put it last."""
     from jaxfit import report
-    from jaxfit.train import METRICS
+    import jaxfit.report.figures
+    from jaxfit.program.train import METRICS
 
     cs = [jaxfit.Config(hidden=(4,), lr=lr, epochs=2) for lr in (0.1, 0.01, 0.001)]
     curves = {m: np.zeros((3, 2)) for m in METRICS}
@@ -278,9 +281,9 @@ def test_report_and_command_line_rank_by_the_one_ranking(tmp_path):
     assert r.diverged.tolist() == [True, False, False]
     best = r.best("val_acc")
     assert best["lr"].tolist() == [0.001, 0.01, 0.1]
-    groups, col, note = report._ranked_groups(r)
+    groups, col, note = report.figures.ranked_groups(r)
     assert [g.members for g in groups] == [[2], [1], [0]] and col == "final_val_acc" and not note
-    assert report._ranked_order(r, groups, col) == [2, 1, 0]
+    assert report.figures.ranked_order(r, groups, col) == [2, 1, 0]
     # ties in accuracy are broken by the loss, as the report did before and the table now does too
     curves["val_acc"][:, -1] = [0.5, 0.7, 0.7]
     tie = jaxfit.SweepResult(cs, curves, [{"dense": [{"w": np.zeros((1, 2)), "b": np.zeros(1)}]}] * 3, [{}] * 3, meta)

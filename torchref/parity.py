@@ -64,7 +64,7 @@ def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _leaves(tree) -> dict[str, np.ndarray]:
     """{"dense/1/w": array, ...} of a params tree (dicts and lists), in the tree's order."""
-    from jaxfit.results import flatten
+    from jaxfit.io.tree import flatten
 
     return flatten(tree)
 
@@ -404,7 +404,6 @@ def replay_pair(data: Dataset, config: Config, flax_factory, torch_module) -> Re
     refused (each framework would draw its own masks)."""
     import copy
 
-    import torch
 
     import torchref
     from jaxfit import api

@@ -4,7 +4,7 @@ Stock parts only: the `MLP` of `torchref.convert` (nn.Linear, activation modules
 nn.Dropout), nn.CrossEntropyLoss / BCELoss / BCEWithLogitsLoss / MSELoss, torch.optim.SGD / Adam /
 AdamW / RMSprop, torch.optim.lr_scheduler.StepLR / ExponentialLR / CosineAnnealingLR stepped once
 per epoch, and a DataLoader over a TensorDataset. The per-epoch metrics have the names and
-definitions of `jaxfit.train.METRICS`.
+definitions of `jaxfit.program.train.METRICS`.
 
 Replaying a run in both frameworks: pass the same `params`/`model_state` (jaxfit's layout, see
 `torchref.to_params`) and the same `batch_order` ([epochs, steps, batch] training indices, -1 pads a
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from jaxfit.train import effective_batch
+from jaxfit.program.train import effective_batch
 
 from .convert import build_model, to_params, to_state_dict, torch_dtype
 from jaxfit.errors import UserError
@@ -54,7 +54,7 @@ class TorchResult:
     """What `torchref.train` returns."""
 
     config: Any
-    curves: dict[str, np.ndarray]  # metric -> [epochs] float64 (jaxfit.train.METRICS)
+    curves: dict[str, np.ndarray]  # metric -> [epochs] float64 (jaxfit.program.train.METRICS)
     step_losses: np.ndarray  # [total_steps] float64: each optimizer step's batch loss
     model: nn.Module  # the trained model (left in eval mode)
     batch_order: np.ndarray  # [epochs, steps, batch] int32: the rows each step used (-1 pads)
@@ -247,7 +247,7 @@ def train(data, config, *, params=None, model_state=None, batch_order=None, drop
                 _, model_state = to_params(model.state_dict(), config)
         model.load_state_dict(to_state_dict(params, model_state, config))
 
-    from jaxfit.train import num_outputs
+    from jaxfit.program.train import num_outputs
 
     num_out = num_outputs(config.loss, num_classes)
     loss_fn = make_loss(config, num_out)

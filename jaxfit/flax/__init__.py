@@ -21,10 +21,11 @@ as (static graph, params, state) and a pure forward pass, for a vmapped training
 """
 
 from .linen import Linen, from_linen
-from .mlp import MLP, init_key
+from ..program.train import init_key
+from .mlp import MLP
 from .modules import (SCHEMES, BatchNorm1d, Buffer, Dropout, Fourier, FourierMatrix, Hyper, InputStat, Linear,
-                      Standardize, program_inputs)
-from .program import apply_graph, split_for_program
+                      Standardize)
+from ..program.graph import apply_graph, program_inputs, split_for_program
 from .state_dict import load_state_dict, state_dict
 
 __all__ = [

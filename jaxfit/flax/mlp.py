@@ -16,14 +16,8 @@ import numpy as np
 from flax import nnx
 
 from ..nn import layers as _layers
-from .modules import BatchNorm1d, Dropout, Fourier, Linear, Standardize, _key_from
-
-
-def init_key(seed: int) -> jax.Array:
-    """The key a sweep initialises config `seed`'s network from (jaxfit.train: fold_in(PRNGKey(seed), 0))."""
-    from ..train import _keys
-
-    return _keys(np.uint32(seed))[0]
+from ..program.train import init_key
+from .modules import BatchNorm1d, Dropout, Fourier, Linear, Standardize, key_from
 
 
 class MLP(nnx.Module):
@@ -134,7 +128,7 @@ class MLP(nnx.Module):
         if hasattr(self, "fourier"):
             x = self.fourier(x)
         if self.dropout and key is None and rngs is not None and self.drop0.active(ura):
-            key = _key_from(rngs)
+            key = key_from(rngs)
         act = _layers.ACTIVATIONS[self.activation]
         for i in range(self.depth):
             x = getattr(self, f"linear{i}")(x)

@@ -5,24 +5,21 @@ Every number here comes from the functions the compiled training program uses (`
 
 Modes follow nnx: `module.train()` / `module.eval()` set `deterministic` (Dropout) and
 `use_running_average` (BatchNorm1d); a call argument overrides the attribute, and inside
-`jaxfit.flax.program_inputs(...)` (what `apply_graph` opens) the program's `train`, dropout key, rate
+`jaxfit.program.graph.program_inputs(...)` (what `apply_graph` opens) the program's `train`, dropout key, rate
 and row mask fill in whatever a call leaves out. New modules are in training mode, as in PyTorch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from dataclasses import dataclass, field
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..errors import UserError
 from ..nn import init as _init
 from ..nn import layers as _layers
-from ..errors import UserError
+from ..program.graph import current_inputs
 
 SCHEMES = ("torch", "lecun_normal", "he_normal", "glorot_uniform")
 
@@ -44,38 +41,6 @@ class Hyper(nnx.Variable):
     over configs with one graph; no part of a state_dict."""
 
 
-# ----------------------------------------------------------------------------- program inputs
-
-
-@dataclass
-class _Inputs:
-    train: bool | None = None
-    key: Any = None
-    rate: Any = None
-    mask: Any = None
-    drawn: list = field(default_factory=lambda: [0])  # dropout keys handed out so far
-
-
-_INPUTS: contextvars.ContextVar[_Inputs | None] = contextvars.ContextVar("jaxfit_flax_inputs", default=None)
-
-
-@contextlib.contextmanager
-def program_inputs(*, train: bool | None = None, key=None, rate=None, mask=None):
-    """What a call leaves out, the layers of this package take from here while the block runs:
-    `train` (Dropout active and BatchNorm on batch statistics, or not), the dropout `key` (the j-th
-    Dropout called in the block draws from fold_in(key, j)), the dropout `rate` (for a Dropout built
-    with rate=None) and the BatchNorm row `mask` [B] (real rows of a padded batch)."""
-    token = _INPUTS.set(_Inputs(train, key, rate, mask))
-    try:
-        yield
-    finally:
-        _INPUTS.reset(token)
-
-
-def _inputs() -> _Inputs:
-    return _INPUTS.get() or _Inputs()
-
-
 def _first(*values):
     for v in values:
         if v is not None:
@@ -83,7 +48,7 @@ def _first(*values):
     return None
 
 
-def _key_from(rngs, stream: str = "dropout"):
+def key_from(rngs, stream: str = "dropout"):
     if isinstance(rngs, nnx.Rngs):
         return rngs[stream]()
     if isinstance(rngs, nnx.RngStream):
@@ -107,7 +72,7 @@ class Linear(nnx.Module):
             raise UserError(f"Linear: unknown init {init!r}; choose among {SCHEMES}")
         self.in_features, self.out_features = in_features, out_features
         if weight is None:
-            key = _first(key, _key_from(rngs, "params"))
+            key = _first(key, key_from(rngs, "params"))
             if key is None:
                 raise UserError("Linear: give rngs or key (or weight and bias)")
             p = _init.dense(key, in_features, out_features, init, dtype)
@@ -141,7 +106,7 @@ class BatchNorm1d(nnx.Module):
         self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
     def __call__(self, x, *, use_running_average: bool | None = None, mask=None):
-        ctx = _inputs()
+        ctx = current_inputs()
         ura = _first(use_running_average, None if ctx.train is None else not ctx.train, self.use_running_average)
         p = {"weight": self.weight[...], "bias": self.bias[...]}
         s = {"mean": self.running_mean[...], "var": self.running_var[...]}
@@ -176,18 +141,18 @@ class Dropout(nnx.Module):
 
     def active(self, deterministic: bool | None = None) -> bool:
         """Whether a call with this `deterministic` argument drops units."""
-        ctx = _inputs()
+        ctx = current_inputs()
         return not _first(deterministic, None if ctx.train is None else not ctx.train, self.deterministic)
 
     def __call__(self, x, *, deterministic: bool | None = None, rate=None, key=None, rngs=None, keep_mask=None):
         if not self.active(deterministic):
             return x
-        ctx = _inputs()
+        ctx = current_inputs()
         rate = _first(rate, None if self.rate is None else self.rate[...], ctx.rate)
         if rate is None:
             raise UserError("Dropout: no rate (give one here, at construction, or through program_inputs)")
         if keep_mask is None:
-            key = _first(key, _key_from(rngs), _key_from(self.rngs))
+            key = _first(key, key_from(rngs), key_from(self.rngs))
             if key is None and ctx.key is not None:
                 key = jax.random.fold_in(ctx.key, ctx.drawn[0])
                 ctx.drawn[0] += 1
@@ -221,7 +186,7 @@ class Fourier(nnx.Module):
     def __init__(self, num_features: int, fourier_features: int, scale: float = 1.0, *, dtype=jnp.float32,
                  rngs: nnx.Rngs | None = None, key=None, B=None):
         if B is None:
-            key = _first(key, _key_from(rngs, "params"))
+            key = _first(key, key_from(rngs, "params"))
             if key is None:
                 raise UserError("Fourier: give rngs or key (or B)")
             B = _layers.fourier_matrix(key, fourier_features, num_features, dtype, scale)

@@ -369,7 +369,6 @@ def pad_tree(arch: Arch, c, params: dict, state: dict, dtype) -> tuple[dict, dic
     use, and state it does not give, hold the values a fresh network of the Arch would: zeros,
     BatchNorm ones and zeros)."""
     state = state or {}
-    D = arch.depth
     pads = slot_shapes(arch)
     dense = [{"w": np.zeros((wo, wi), dtype), "b": np.zeros((wo,), dtype)} for wi, wo in pads]
     cols0 = _col_map(arch, c, arch.num_features)

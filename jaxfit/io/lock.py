@@ -26,8 +26,8 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-from .errors import UserError
-from .fsio import OutputError, fsync_dir, reason
+from ..errors import UserError
+from .files import OutputError, fsync_dir, reason
 
 LOCK_NAME = ".jaxfit.lock"
 # A lock file that cannot be parsed was either caught between its O_EXCL create and its write, or left

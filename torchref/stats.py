@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats
-from .errors import UserError
+from jaxfit.errors import UserError
 
 
 @dataclass(frozen=True)

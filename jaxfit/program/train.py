@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .nn import layers, losses, optim
+from ..config import Config
+from ..nn import layers, losses, optim
 
 METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
 """Per config and epoch:
@@ -159,13 +160,18 @@ def default_batch_order(spec: ProgramSpec, key: jax.Array, epoch) -> jax.Array:
     return idx.reshape(s, b)
 
 
-def _keys(seed):
+def init_key(seed: int) -> jax.Array:
+    """The key a sweep initialises config `seed`'s network from (fold_in(PRNGKey(seed), 0), `keys`)."""
+    return keys(np.uint32(seed))[0]
+
+
+def keys(seed):
     """[fold_in(PRNGKey(seed), k) for k in (KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT)], computed as one
     vmapped fold_in: the same keys from one threefry call site instead of three (each site costs
     compile time)."""
     key = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.array([KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT]))
-    return list(keys)
+    ks = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.array([KEY_INIT, KEY_SHUFFLE, KEY_DROPOUT]))
+    return list(ks)
 
 
 def _struct(spec: ProgramSpec, run: Run | None):
@@ -179,7 +185,7 @@ def init_state(spec: ProgramSpec, hp, data: Data, run: Run, given: TrainState | 
         return TrainState(given.params, given.model_state, optim.init_state(spec.optimizers, given.params),
                           jnp.zeros([], jnp.int32))
     dtype = jnp.dtype(spec.dtype)
-    k_init, _, _ = _keys(hp.seed)
+    k_init, _, _ = keys(hp.seed)
     params, state = layers.init(spec.arch, k_init, dtype, fourier_scale=hp.fourier_scale, x_train=data.x_train,
                                 struct=_struct(spec, run))
     if given is not None:
@@ -194,7 +200,7 @@ def forward(spec: ProgramSpec, params, state, x, *, train: bool, mask=None, drop
     user's nnx module (`jaxfit.flax.apply_graph`), which gets the mode, the row mask, the dropout key and
     rate through its signature or jaxfit.flax's layers."""
     if spec.model is not None:
-        from .flax.program import apply_graph
+        from .graph import apply_graph
 
         return apply_graph(spec.model, params, state, x, train=train, key=dropout_key if train else None,
                            rate=dropout_rate if train else None, mask=mask)
@@ -222,7 +228,7 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
     `record_steps`, each step's loss and parameters after it).
     """
     arch = spec.arch
-    _, k_shuffle, k_dropout = _keys(hp.seed)
+    _, k_shuffle, k_dropout = keys(hp.seed)
     # Without an explicit order and with a batch size that divides the training split, no batch is
     # padded: the masking is left out of the program (statically), which saves work in every step.
     padded = order is not None or spec.n_train % spec.batch != 0
@@ -369,3 +375,10 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
         return lax.scan(body, c0, jnp.arange(epochs, dtype=jnp.int32))
 
     return run
+
+
+def static_key(c: Config, num_features: int = 2, num_classes: int = 3, n_train: int = 0, n_val: int = 0):
+    """What fixes the compiled program of `c` trained alone, for a data shape: its ProgramSpec
+    (`spec_of`; one definition, not a second list of fields). Configs with equal keys
+    share a program even unfused; the planner may fuse configs of different keys (jaxfit.engine.plan)."""
+    return spec_of(c, n_train, n_val, num_features, num_classes)

@@ -1,4 +1,5 @@
-"""The `jaxfit` command: parse, validate, call the library, print. Nothing else lives here."""
+"""`jaxfit sweep`: build the spec, check everything, plan, take the output directory's lock, train
+each dataset, print the ranked table and diagnostics, save the results and the report."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import sys
 import time
 from typing import Any, Sequence
-from .errors import UserError
+
+from ..errors import UserError
+from .report import build_for_sweep
 
 DEFAULT_DATASETS = ("sum_mod", "sum_bin")
 
@@ -94,7 +96,8 @@ def _estimate(spec, loaded, budget):
     """Per dataset: the planner's buckets, chunks, memory and time estimates (nothing compiles)."""
     import jax
 
-    from jaxfit import engine, plan
+    from jaxfit import engine
+    from jaxfit.engine import plan
 
     ndev = len(jax.devices())
     rows = []
@@ -111,8 +114,8 @@ def _estimate(spec, loaded, budget):
 
 def _param_bytes(spec, loaded) -> int:
     """Disk the chunk checkpoints and saved parameters take (float64 upper bound, uncompressed)."""
-    from jaxfit import plan
-    from jaxfit.train import spec_of
+    from jaxfit.engine import plan
+    from jaxfit.program.train import spec_of
 
     total = 0
     for data in loaded:
@@ -153,7 +156,7 @@ def _prepare_out(args, spec, out, log) -> None:
     import json
     import shutil
 
-    from jaxfit.lock import LOCK_NAME
+    from jaxfit.io.lock import LOCK_NAME
 
     marker = os.path.join(out, "sweep.json")
     if [f for f in os.listdir(out) if not f.startswith(LOCK_NAME)]:
@@ -174,7 +177,7 @@ def _prepare_out(args, spec, out, log) -> None:
                             "choose another --out, or pass --force to start afresh there (its contents are deleted)")
         else:
             log(f"resuming the sweep in {out} (finished chunks are reused)")
-    from jaxfit import fsio
+    from jaxfit.io import files as fsio
 
     fsio.check_writable(out)
 
@@ -188,13 +191,13 @@ def _write_sweep_files(out, spec, args) -> None:
             "datasets": [{"label": d.label, "generator": d.generator, "args": d.args} for d in spec.data],
             "options": {k: getattr(args, k) for k in ("epochs", "seeds", "n", "smoke", "quick", "fuse")},
             "jaxfit": jaxfit.__version__, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    from jaxfit import fsio
+    from jaxfit.io import files as fsio
 
     fsio.write_text(os.path.join(out, "spec.toml" if spec.path else "spec.txt"), spec.text)
     fsio.write_text(os.path.join(out, "sweep.json"), json.dumps(info, indent=1, default=str))
 
 
-_STATE: dict[str, Any] = {}  # the sweep's output directory, for the interrupt message
+CURRENT: dict[str, Any] = {}  # the sweep's output directory, for the interrupt message
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -234,8 +237,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     refusal = _refusal(args, rows, budget)
     if refusal:
         raise UserError(refusal)
-    _STATE["out"] = out
-    from jaxfit.lock import DirLock
+    CURRENT["out"] = out
+    from jaxfit.io.lock import DirLock
 
     existed = os.path.isdir(out)
     try:
@@ -343,7 +346,7 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
             t.insert(0, k, v)
         tables.append(t)
     _save_table(out, tables)
-    report = _report(out, log)
+    report = build_for_sweep(out, log)
     print(f"results: {out}" + (f"  report: {report}" if report else "") +
           f"  (load one dataset's with jaxfit.SweepResult.load('{os.path.join(out, spec.data[0].label)}'))")
     return 0
@@ -361,7 +364,7 @@ def _throughput(meta) -> str:
 
 def _print_diagnostics(log, result, examples: int = 3) -> None:
     """Per flag of jaxfit.diagnose: how many configs raised it, and the first few with their diagnosis."""
-    from jaxfit.diagnose import FLAGS
+    from jaxfit.diagnostics import FLAGS
 
     t = result.table
     counts = {f: int(t[f].fillna(False).astype(bool).sum()) for f in FLAGS if f in t.columns}
@@ -385,227 +388,8 @@ def _save_table(out: str, tables) -> None:
     for col in ("hidden", "betas"):
         if col in t.columns:
             t[col] = t[col].map(lambda v: list(v) if isinstance(v, tuple) else v)
-    from jaxfit import fsio
+    from jaxfit.io import files as fsio
 
     fsio.write_parquet(os.path.join(out, "table.parquet"), t)
     fsio.write_csv(os.path.join(out, "table.csv"),
                    t.assign(**{c: t[c].map(str) for c in ("hidden", "betas") if c in t.columns}), index=False)
-
-
-def _report(out: str, log) -> str | None:
-    from jaxfit import report
-
-    path, failures = report.build_checked(out)
-    _print_failures(failures)
-    log(f"report: {path}")
-    return path
-
-
-def _print_failures(failures) -> None:
-    for where, why in failures:
-        print(f"jaxfit: error: report: could not load {where}: {why} (the page says so in its place)",
-              file=sys.stderr)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.dir):
-        raise UserError(f"{args.dir}: no such sweep directory")
-    from jaxfit import report
-
-    path, failures = report.build_checked(args.dir)
-    _print_failures(failures)
-    print(path)
-    return 1 if failures else 0
-
-
-def cmd_datasets(args: argparse.Namespace) -> int:
-    import inspect
-
-    from jaxfit.datasets import DATASETS
-
-    for name, fn in sorted(DATASETS.items()):
-        params = ", ".join(f"{p.name}={p.default!r}" for p in inspect.signature(fn).parameters.values())
-        doc = (fn.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:12s} {doc}  [{params}]")
-    print("file         your own CSV / Parquet (label = column) or npz (arrays x, y): [[data]] file = \"...\"")
-    return 0
-
-
-def cmd_parity(args: argparse.Namespace) -> int:
-    from jaxfit import datasets, tasks
-    from torchref import parity  # the command line stands above both packages
-
-    if args.target in tasks.TASKS:
-        task = tasks.get(args.target)
-        data = task.dataset(full=args.full)
-        config = task.make_config(full=args.full)
-    else:
-        if "=" not in args.target:
-            raise UserError(f"parity: {args.target!r} is neither a task ({', '.join(tasks.TASKS)}) nor a config "
-                             "such as 'hidden=16,16 optimizer=adam lr=0.01'")
-        config = parity.parse_config(args.target)
-        data = datasets.load(args.data, **({"n": args.n} if args.n else {}))
-    changes = {}
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    if args.dtype is not None:
-        changes["dtype"] = args.dtype
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    config = config.replace(**changes) if changes else config
-    print(f"parity: {data.name} (n_train={data.n_train}), {config.short()}, {config.dtype}, {config.epochs} epochs",
-          flush=True)
-    if args.rows < 2:
-        raise UserError(f"--rows={args.rows} is invalid: need at least 2")
-    if args.pair:
-        if args.steps:
-            raise UserError("--steps is for the config's own network, not with --pair")
-        flax_factory, torch_module = _load_pair(args.pair)
-        r = parity.replay_pair(data, config, flax_factory,
-                               torch_module(config, data.num_features, _num_outputs(config, data)))
-    else:
-        r = parity.replay(data, config, steps=args.steps)
-    if r.dropout:
-        print(f"dropout: {r.dropout}")
-    print(r.table())
-    print(r.verdict())
-    steps_ok = True
-    if args.steps:
-        print()
-        print(r.steps_table(max_rows=args.rows))
-        print(r.steps_verdict())
-        steps_ok = r.first_step_violation() is None
-    if args.plot:
-        print(f"plot: {r.plot(args.plot)}")
-    return 0 if r.ok and steps_ok else 1
-
-
-def _num_outputs(config, data) -> int:
-    from jaxfit.train import num_outputs
-
-    return num_outputs(config.loss, data.num_classes)
-
-
-def _load_pair(path: str):
-    """(flax_factory, torch_module) from a user's Python file."""
-    import importlib.util
-
-    if not os.path.isfile(path):
-        raise UserError(f"--pair {path}: no such file")
-    spec = importlib.util.spec_from_file_location("jaxfit_user_pair", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    missing = [n for n in ("flax_factory", "torch_module") if not callable(getattr(mod, n, None))]
-    if missing:
-        raise UserError(f"--pair {path}: defines no {' or '.join(missing)} (see examples/residual_pair.py)")
-    return mod.flax_factory, mod.torch_module
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from jaxfit import __version__
-
-    p = argparse.ArgumentParser(prog="jaxfit", description="Train many small MLPs at once with JAX.",
-                                epilog="example:\n  jaxfit sweep --quick", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"jaxfit {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sweep", help="run a sweep (default: document 1's question on sum_mod and sum_bin)",
-                       description="Train a grid of configs on each dataset; print a ranked table; save results "
-                                   "and a report.",
-                       epilog="examples:\n  jaxfit sweep                            document 1's question\n"
-                              "  jaxfit sweep examples/sum_mod.toml      your own spec (TOML; see jaxfit/spec.py)\n"
-                              "  jaxfit sweep examples/sum_mod.toml --dry-run   what it would compile and cost\n"
-                              "  jaxfit sweep examples/sum_mod.toml --smoke     any spec on a tiny budget",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("spec_pos", nargs="?", metavar="SPEC", help="a TOML sweep spec (see examples/)")
-    s.add_argument("--spec", help="the same as SPEC")
-    s.add_argument("--datasets", help=f"comma-separated dataset names (default: {','.join(DEFAULT_DATASETS)}; "
-                                      "not with a spec)")
-    s.add_argument("--n", type=int, help="points per generated dataset (not with a spec that sets n)")
-    s.add_argument("--epochs", type=int, help="epochs of every config (default 40, or the spec's)")
-    s.add_argument("--seeds", type=int, help="seeds per config (default 2, or the spec's)")
-    s.add_argument("--quick", action="store_true", help="a small built-in sweep that finishes in seconds")
-    s.add_argument("--smoke", action="store_true", help="any sweep on a tiny budget (2 epochs, 1 seed, 200 points, "
-                                                        "8 configs): for tests and CI")
-    s.add_argument("--dry-run", action="store_true", help="print the configs, programs, chunks, memory and time "
-                                                          "estimate; compile and train nothing")
-    s.add_argument("--metric", default="val_acc", help=f"ranking metric (default val_acc; {', '.join(METRICS)})")
-    s.add_argument("--top", type=int, default=10, help="rows of the ranked table (default 10)")
-    s.add_argument("--out", help="results directory (default jaxfit-runs/<spec name>-<hash>: rerunning the same "
-                                 "command resumes it)")
-    s.add_argument("--resume", action="store_true",
-                   help="continue the sweep in --out (the default when it holds the same sweep)")
-    s.add_argument("--force", action="store_true", help="start afresh in an --out that holds another sweep "
-                                                        "(its contents are deleted)")
-    s.add_argument("--no-limits", action="store_true", help="train a sweep estimated over the limits (configs, "
-                                                            "memory per config, disk)")
-    s.add_argument("--quiet", action="store_true", help="print only errors and the results line (for scripts)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
-    s.add_argument("--fuse", choices=["auto", "none", "all"], default="auto",
-                   help="which configs share a compiled program: auto (the planner's cost model, default), none "
-                        "(one program per structure) or all (one per batch size, dtype and output width)")
-    s.set_defaults(func=cmd_sweep)
-
-    q = sub.add_parser("parity", help="replay a task or config in jaxfit and PyTorch and compare epoch by epoch",
-                       description="Train the same run in PyTorch (torchref) and jaxfit from the same weights and "
-                                   "batch order; print both side by side, the largest deviation and a verdict.")
-    q.add_argument("target", help="a task (doc1_sum_bin, doc1_sum_mod, doc2_circles, doc2_heart_standardized, "
-                                  "wide_mlp) or a config such as 'hidden=16,16 optimizer=adam lr=0.01'")
-    q.add_argument("--data", default="sum_bin", help="dataset for a config target (default sum_bin)")
-    q.add_argument("--n", type=int, help="training points for a config target's dataset")
-    q.add_argument("--full", action="store_true", help="a task at its documented length (default: the CI horizon)")
-    q.add_argument("--epochs", type=int, help="override the number of epochs")
-    q.add_argument("--dtype", choices=["float32", "float64"], help="override the dtype (default: the config's)")
-    q.add_argument("--seed", type=int, help="override the seed (initial weights and shuffling)")
-    q.add_argument("--plot", help="save an overlay plot of both loss curves to this PNG")
-    q.add_argument("--steps", action="store_true",
-                   help="also compare every optimizer step's loss and parameters; print the steps around the first "
-                        "difference and name it (runs of up to 20,000 steps)")
-    q.add_argument("--rows", type=int, default=20, help="rows of the --steps table (default 20)")
-    q.add_argument("--pair", metavar="FILE.py",
-                   help="replay your own pair of models instead of the config's network: a Python file defining "
-                        "flax_factory(config, num_features, num_outputs, rngs) and torch_module(config, "
-                        "num_features, num_outputs) (see examples/residual_pair.py)")
-    q.set_defaults(func=cmd_parity)
-
-    r = sub.add_parser("report", help="(re)build a sweep directory's report.html",
-                       description="Build report.html from a sweep directory alone.",
-                       epilog="example:\n  jaxfit report jaxfit-runs/default-1a2b3c4d5e",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("dir", help="a sweep's output directory")
-    r.set_defaults(func=cmd_report)
-    d = sub.add_parser("datasets", help="list the built-in datasets, a line each",
-                       description="The built-in dataset generators and their arguments.",
-                       epilog="example:\n  jaxfit datasets", formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.set_defaults(func=cmd_datasets)
-
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cpu import configure_host_devices
-
-    configure_host_devices()  # before JAX starts: one XLA host device per core (jaxfit.cpu)
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except UserError as e:  # bad input: one clear line, no traceback (any other error keeps its traceback)
-        print(f"jaxfit: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        where = _STATE.get("out")
-        hint = (f"; finished chunks are saved in {where}: rerun the same command to resume"
-                if where else "")
-        print(f"jaxfit: interrupted{hint}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if argv is None:  # the command itself: leave at once (XLA's threads may be mid-compile, and an
-            os._exit(130)  # ordinary interpreter exit can then crash); the lock was released on the way out
-        return 130
-    except OSError as e:  # a full disk, a read-only or vanished directory: one line, what and where
-        print(f"jaxfit: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

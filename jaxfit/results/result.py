@@ -19,121 +19,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 from dataclasses import fields
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .nn.losses import BCE_LOG_CLAMP as _BCE_LOG_CLAMP
-from .train import METRICS
-from .errors import ConfigIndexError, UserError
+from ..config import Config, configs_sha256
+from ..errors import ConfigIndexError, UserError
+from ..io import files as fsio
+from ..io.tree import flatten, unflatten
+from ..program.train import METRICS
+from .divergence import divergence
 
 FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.csv
 HIGHER_IS_BETTER = {"train_acc", "val_acc"}
-
-
-def flatten(tree, prefix=""):
-    """A params / model-state pytree (dicts and lists) as {"dense/0/w": array, ...}: the one spelling
-    of a leaf's path in saved results, checkpoints and the parity tests."""
-    if isinstance(tree, dict):
-        items = tree.items()
-    elif isinstance(tree, (list, tuple)):
-        items = enumerate(tree)
-    else:
-        return {prefix: np.asarray(tree)}
-    out = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
-    return out
-
-
-_flatten = flatten
-
-
-def _unflatten(flat: dict[str, np.ndarray]):
-    root: dict = {}
-    for path, v in flat.items():
-        node = root
-        parts = path.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-
-    def fix(n):
-        if not isinstance(n, dict):
-            return n
-        if n and all(k.isdigit() for k in n):
-            return [fix(n[str(i)]) for i in range(len(n))]
-        return {k: fix(v) for k, v in n.items()}
-
-    return fix(root)
-
-
-# ----------------------------------------------------------------------------- divergence
-# A run is diverged when one of these rules fires (checked in this order; `SweepResult.diverged_rule`
-# names the first that fired, "" for none):
-#   "nonfinite"     a training loss (batch mean or full split) or a final parameter is NaN or inf;
-#   "bce_clamp"     BCELoss (probability output) whose final full training loss is at least
-#                   BCE_CLAMP_FRACTION of its per-example clamp (-log clamped at 100 nats): at least that
-#                   fraction of the training points sit at probability exactly 0 for their true class,
-#                   a pinned, saturated net (lr=1e6 runs read 50.6 here, finite and never moving);
-#   "loss_blowup"   the final full training loss above LOSS_BLOWUP_FACTOR times the chance loss (the
-#                   loss of predicting uniform class probabilities: ln C for cross-entropy, ln 2 for the
-#                   BCE losses, (C - 1) / C^2 for MSE on one-hot targets). A run that blows up and
-#                   comes back below it is not diverged;
-#   "param_blowup"  a final parameter with |value| > PARAM_BLOWUP (initial weights are below 1 and a
-#                   healthy run moves them by far less than this).
-# Measured at lr=1e6 (sum_bin, each loss x SGD/Adam x float32/float64): cross-entropy 1e5..1e6
-# (threshold 110 for C = 3), MSE 4e12 and up (threshold 22), BCE 50.6 (clamp rule), BCE-with-logits
-# 1e4..3e5 (threshold 69), weights 1.7e3..1e16.
-LOSS_BLOWUP_FACTOR = 100.0
-PARAM_BLOWUP = 1e6
-BCE_CLAMP = -_BCE_LOG_CLAMP
-BCE_CLAMP_FRACTION = 0.25
-DIVERGENCE_RULES = ("nonfinite", "bce_clamp", "loss_blowup", "param_blowup")
-
-
-def chance_loss(loss: str, num_classes: int) -> float:
-    """The loss of a network that outputs uniform class probabilities (the divergence scale)."""
-    if loss == "cross_entropy":
-        return math.log(num_classes)
-    if loss in ("bce", "bce_with_logits"):
-        return math.log(2.0)
-    if loss == "mse":
-        return (num_classes - 1) / num_classes ** 2
-    raise UserError(f"chance_loss: unknown loss {loss!r}")
-
-
-def _param_max_abs(params) -> float:
-    leaves = [np.abs(np.asarray(v, dtype=np.float64)) for v in _flatten(params).values()]
-    leaves = [a for a in leaves if a.size]
-    return float(max(a.max() for a in leaves)) if leaves else 0.0
-
-
-def _divergence(metrics: dict[str, np.ndarray], params, loss: str | None = None,
-                num_classes: int | None = None) -> tuple[int, str]:
-    """(first diverged epoch, 0-based, or -1; the rule that fired, or ""), see DIVERGENCE_RULES.
-    Without `loss` and `num_classes` only the "nonfinite" and "param_blowup" rules apply."""
-    n = len(metrics["train_loss"])
-    bad = ~np.isfinite(metrics["train_loss"]) | ~np.isfinite(metrics["full_train_loss"])
-    if bad.any():
-        return int(np.argmax(bad)), "nonfinite"
-    leaves = [np.asarray(v) for v in _flatten(params).values()]
-    if any(not np.isfinite(a).all() for a in leaves):
-        return n - 1, "nonfinite"
-    full = np.asarray(metrics["full_train_loss"], dtype=np.float64)
-    if n and loss is not None and num_classes is not None:
-        for rule, threshold in (("bce_clamp", BCE_CLAMP_FRACTION * BCE_CLAMP if loss == "bce" else math.inf),
-                                ("loss_blowup", LOSS_BLOWUP_FACTOR * chance_loss(loss, num_classes))):
-            if full[-1] >= threshold:
-                below = np.nonzero(full < threshold)[0]  # diverged from the epoch after its last good one
-                return (int(below[-1]) + 1 if below.size else 0), rule
-    if _param_max_abs(params) > PARAM_BLOWUP:
-        return n - 1, "param_blowup"
-    return -1, ""
 
 
 class SweepResult:
@@ -148,22 +48,24 @@ class SweepResult:
         self._best = (best_params, best_states) if best_params is not None else None
         self.meta = meta
         k = (meta.get("dataset") or {}).get("num_classes")
-        div = [_divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k)
+        div = [divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k)
                for i, c in enumerate(self.configs)]
         self.diverged_epoch = np.array([d[0] for d in div], dtype=np.int64)
         self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
         self._table: pd.DataFrame | None = None
-        self._data = None  # the training data, when known (attach_data), for the table's diagnostics
+        self._diagnostics: pd.DataFrame | None = None  # set_diagnostics: jaxfit.diagnose's columns
         self._user = None  # model=: per config (graphdef, params State, state State) of the user's module
 
-    def attach_data(self, data) -> "SweepResult":
-        """Hand the result the Dataset it was trained on, so that `table` computes the data-dependent
-        diagnostics from it (otherwise the dataset is regenerated from meta when it can be). Checked
-        against the fingerprint in meta."""
-        want = (self.meta.get("dataset") or {}).get("fingerprint")
-        if want is not None and data.fingerprint() != want:
-            raise UserError(f"attach_data: dataset fingerprint {data.fingerprint()} is not the result's {want}")
-        self._data = data
+    def set_diagnostics(self, frame: pd.DataFrame | None) -> "SweepResult":
+        """Join `frame` (one row per config, indexed like `table`: `jaxfit.diagnose(result, data)`) to
+        the table. `jaxfit.sweep` sets it from the data it trained on; `load` from the saved table.
+        The result never computes diagnostics itself."""
+        if frame is not None:
+            if len(frame) != len(self) or list(frame.index) != list(range(len(self))):
+                raise UserError(f"set_diagnostics: need one row per config, indexed 0..{len(self) - 1}, "
+                                f"got {len(frame)} rows")
+            frame = frame.drop(columns=["diverged", "diverged_rule"], errors="ignore")
+        self._diagnostics = frame
         self._table = None
         return self
 
@@ -241,14 +143,9 @@ class SweepResult:
                 row["diverged_rule"] = self.diverged_rule[i]
                 rows.append(row)
             table = pd.DataFrame(rows).set_index("config")
-            # Diagnostics (jaxfit.diagnose): the flags, `diagnosis` and `best_epoch`. The flags that
-            # need the training data (prior_plateau, unnormalised_inputs, dead_relu) use the dataset
-            # regenerated from meta (built-in generators, fingerprint checked); for other data they
-            # are <NA> here: call jaxfit.diagnose(result, data) with the data itself.
-            from .diagnose import diagnose
-
-            diag = diagnose(self, data=self._data)
-            self._table = table.join(diag.drop(columns=["diverged", "diverged_rule"], errors="ignore"))
+            if self._diagnostics is not None:  # the flags, `diagnosis` and `best_epoch` (set_diagnostics)
+                table = table.join(self._diagnostics)
+            self._table = table
         return self._table
 
     def summary(self, by: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
@@ -329,7 +226,7 @@ class SweepResult:
         JaxfitWarning."""
         s, _, note = self.ranking(metric, by)
         if note:
-            from .errors import warn
+            from ..errors import warn
 
             warn(note)
         s = s.iloc[:k].copy()
@@ -340,14 +237,14 @@ class SweepResult:
         """Eval-mode network outputs of config i on x [B, F] (what its `output` layer returns)."""
         import jax
 
-        from .nn import layers
-        from .train import num_outputs
+        from ..nn import layers
+        from ..program.train import num_outputs
 
         i = self._index(i)
         c = self.configs[i]
         ds = self.meta["dataset"]
         if self.meta.get("model"):
-            from .flax import apply_graph
+            from ..program.graph import apply_graph
 
             with jax.enable_x64(c.dtype == "float64"):
                 g, p, s = self._user_parts(i)
@@ -417,8 +314,8 @@ class SweepResult:
         x64 enabled. Needs flax."""
         import jax
 
-        from .flax import MLP
-        from .train import num_outputs
+        from ..flax import MLP
+        from ..program.train import num_outputs
 
         i = self._index(i)
         c, ds = self.configs[i], self.meta["dataset"]
@@ -441,8 +338,6 @@ class SweepResult:
         atomically (fsio) and `manifest.json` last, listing each file's size and sha256: a save that is
         interrupted (killed, disk full) leaves a directory that `load` refuses, never a silent mix.
         Raises fsio.OutputError (one line) when a file cannot be written."""
-        from . import fsio
-
         path = os.fspath(path)
         try:
             os.makedirs(path, exist_ok=True)
@@ -461,8 +356,6 @@ class SweepResult:
         written["params.npz"] = fsio.write_npz(j("params.npz"), self._flat_params(), compressed=True)
         written["meta.json"] = fsio.write_json(j("meta.json"), {"format_version": FORMAT_VERSION, **self.meta},
                                                default=str)
-        from .checkpoint import configs_sha256
-
         manifest = {
             "format": "jaxfit-result", "format_version": FORMAT_VERSION,
             "files": {name: {"bytes": w.size, "sha256": w.sha256} for name, w in written.items()},
@@ -475,11 +368,11 @@ class SweepResult:
     def _flat_params(self) -> dict[str, np.ndarray]:
         flat = {}
         for i in range(len(self)):
-            flat.update({f"{i}/params/{k}": v for k, v in _flatten(self._params[i]).items()})
-            flat.update({f"{i}/state/{k}": v for k, v in _flatten(self._model_states[i]).items()})
+            flat.update({f"{i}/params/{k}": v for k, v in flatten(self._params[i]).items()})
+            flat.update({f"{i}/state/{k}": v for k, v in flatten(self._model_states[i]).items()})
             if self._best is not None:
-                flat.update({f"{i}/best_params/{k}": v for k, v in _flatten(self._best[0][i]).items()})
-                flat.update({f"{i}/best_state/{k}": v for k, v in _flatten(self._best[1][i]).items()})
+                flat.update({f"{i}/best_params/{k}": v for k, v in flatten(self._best[0][i]).items()})
+                flat.update({f"{i}/best_state/{k}": v for k, v in flatten(self._best[1][i]).items()})
         return flat
 
     @classmethod
@@ -490,7 +383,6 @@ class SweepResult:
         manifest = _check_manifest(path)
         no = lambda what: UserError(f"cannot load {path}: {what}")  # noqa: E731
         n = manifest["n_configs"]
-        from .checkpoint import configs_sha256
 
         try:
             with open(os.path.join(path, "configs.json")) as f:
@@ -537,13 +429,24 @@ class SweepResult:
             raise no(f"table.parquet unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
         if rows != n:
             raise no(f"table.parquet: holds {rows} configs, configs.json {n}")
-        params = [_unflatten(p["params"]) for p in per]
-        states = [_unflatten(p["state"]) for p in per]
+        params = [unflatten(p["params"]) for p in per]
+        states = [unflatten(p["state"]) for p in per]
         has_best = any(p["best_params"] for p in per)
-        best = ([_unflatten(p["best_params"]) for p in per], [_unflatten(p["best_state"]) for p in per]) \
+        best = ([unflatten(p["best_params"]) for p in per], [unflatten(p["best_state"]) for p in per]) \
             if has_best else (None, None)
         meta.pop("format_version", None)
-        return cls(configs, curves, params, states, meta, *best)
+        result = cls(configs, curves, params, states, meta, *best)
+        try:  # the diagnostics saved with the table (jaxfit.diagnose's columns), as they were computed
+            saved = pd.read_parquet(os.path.join(path, "table.parquet"))
+        except Exception as e:
+            raise no(f"table.parquet unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
+        base = set(result.table.columns) | {"config"}
+        extra = [c for c in saved.columns if c not in base]
+        if extra:
+            diag = saved[extra].copy()
+            diag.index = pd.RangeIndex(len(diag), name="config")
+            result.set_diagnostics(diag)
+        return result
 
 
 MANIFEST = "manifest.json"
@@ -552,8 +455,6 @@ RESULT_FILES = ("configs.json", "table.parquet", "table.csv", "curves.npz", "par
 
 def _check_manifest(path: str) -> dict:
     """Read `path`/manifest.json and check every file it lists (present, size, sha256); the manifest."""
-    from . import fsio
-
     no = lambda what: UserError(f"cannot load {path}: {what}")  # noqa: E731
     if not os.path.isdir(path):
         raise no("no such directory" if not os.path.exists(path) else "not a directory")
@@ -609,67 +510,3 @@ def _why_no_manifest(path: str) -> str:
     return "missing manifest.json (an interrupted save?)"
 
 
-def cpu_name() -> str:
-    """The host CPU's model name (for results files: which machine a number came from)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str | None:
-    """The checkout's short commit (with "-dirty" when tracked files are modified), or None."""
-    import subprocess
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5)
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except Exception:
-        return None
-
-
-VERSIONED = ("jaxfit", "jax", "jaxlib", "numpy", "flax", "torch")
-
-
-def versions() -> dict[str, str]:
-    """Python's and each installed package's version (from the installed metadata: nothing is imported,
-    so asking for torch's version does not load torch)."""
-    from importlib import metadata
-
-    v = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            v[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return v
-
-
-def provenance() -> dict[str, Any]:
-    """Where and when a result was computed, for a results file: the one record of the benchmarks,
-    the parity suite's result files and sweeps (`environment`)."""
-    import datetime
-
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"node": platform.node(), "platform": platform.platform(), "cpu": cpu_name(),
-                        "cpu_count": os.cpu_count()},
-            "versions": versions(), "git": git_commit()}
-
-
-def environment() -> dict[str, Any]:
-    import jax
-
-    dev = jax.devices()[0]
-    return {**versions(), "platform": dev.platform,
-            "device": getattr(dev, "device_kind", str(dev)), "n_devices": jax.device_count(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count()}

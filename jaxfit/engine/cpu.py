@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 from typing import Any
-from .errors import UserError
+from ..errors import UserError
 
 FLAG = "--xla_force_host_platform_device_count"
 EXTRA = "--xla_backend_extra_options"
@@ -120,7 +120,7 @@ def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]
         return 0, 0
     budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
     item = 8 if spec.dtype == "float64" else 4
-    from .nn import layers, optim  # (imports JAX: this module's top level must not)
+    from ..nn import layers, optim  # (imports JAX: this module's top level must not)
 
     w = spec.arch.widths
     n_params = layers.n_weights(spec.arch)

@@ -27,83 +27,22 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from . import config as cfgmod
+from .. import config as cfgmod
+from ..config import Config
+from ..datasets import Dataset
+from ..errors import UserError
+from ..nn import layers, optim
+from ..program.train import Carry, Data, ProgramSpec, TrainState, init_state, num_outputs, run_of
+from . import compile as programs
 from . import plan as planmod
-from . import programs
 from . import progress as progressmod
-from .checkpoint import KINDS as OUTPUT_KINDS  # the per-config outputs, as checkpoints keep them
-from .config import Config
-from .datasets import Dataset
-from .nn import layers, optim
+from .checks import check_batch_order, check_dropout_masks
+from .compile import mesh_sharding
 from .plan import Bucket, plan_buckets
-from .programs import clear_cache, compile_count, enable_compilation_cache  # noqa: F401  (re-exported)
-from .train import Carry, Data, ProgramSpec, Run, TrainState, effective_batch, init_state, run_of
-from .errors import UserError
+from .store import KINDS as OUTPUT_KINDS  # the per-config outputs, as checkpoints keep them
+from .store import ChunkStore
 
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def check_config_for_data(c: Config, data: Dataset, index: int | None = None) -> None:
-    """Refuse, before compiling, a config that cannot train on these data."""
-    where = f"config {index}" if index is not None else "config"
-    n = data.n_train
-    if c.loss in cfgmod.ONE_UNIT_LOSSES and data.num_classes != 2:
-        raise UserError(f"{where}: Config.loss={c.loss!r} needs 2 classes (one output unit); "
-                         f"dataset {data.name!r} has {data.num_classes}: use loss='cross_entropy' or 'mse'")
-    uses_bn = c.batchnorm or c.input_norm == "batchnorm"
-    if uses_bn:
-        b = effective_batch(c.batch_size, n)
-        if b == 1 or n % b == 1:
-            raise UserError(
-                f"{where}: Config.batch_size={c.batch_size} leaves a training batch of 1 row on {n} training "
-                "points, and batch norm in training needs more than 1 value per channel (PyTorch raises): "
-                "choose a batch size whose last batch is not 1 row")
-    if c.encoding == "identity" and data.num_features < 1:  # pragma: no cover - Dataset refuses it
-        raise UserError(f"{where}: dataset has no features")
-
-
-def check_batch_order(order, c: Config, n_train: int, where: str = "batch_order") -> np.ndarray:
-    order = np.asarray(order)
-    b = effective_batch(c.batch_size, n_train)
-    want = (c.epochs, math.ceil(n_train / b), b)
-    if order.ndim != 3 or order.shape != want:
-        raise UserError(f"{where}: shape {order.shape} is invalid: need [epochs, steps, batch] = {list(want)} "
-                         "(a partial last batch padded with -1)")
-    if not np.issubdtype(order.dtype, np.integer):
-        raise UserError(f"{where}: must hold integer training-set indices, got dtype {order.dtype}")
-    if order.min() < -1 or order.max() >= n_train:
-        raise UserError(f"{where}: indices must lie in 0..{n_train - 1} (or -1 for padding), "
-                         f"got {order.min()}..{order.max()}")
-    if (order[:, :, 0] < 0).any():
-        raise UserError(f"{where}: every batch needs at least one real index in its first slot")
-    return order.astype(np.int32)
-
-
-def check_dropout_masks(masks, c: Config, order: np.ndarray, where: str = "dropout_masks") -> np.ndarray:
-    """`masks[e][s][k]`: the 0/1 keep mask [batch, hidden[k]] of hidden layer k at step s of epoch e
-    (torchref.train's format; rows aligned with the batch order), as one array
-    [epochs, steps, n_hidden, batch, max width] (padded with ones)."""
-    E, S, B = order.shape
-    W = max(c.hidden) if c.hidden else 0
-    out = np.ones((E, S, len(c.hidden), B, W), np.float64)
-    try:
-        for e in range(E):
-            for s in range(S):
-                for k, h in enumerate(c.hidden):
-                    m = np.asarray(masks[e][s][k], np.float64)
-                    if m.shape != (B, h):
-                        raise UserError(f"{where}[{e}][{s}][{k}]: shape {m.shape} is invalid: need "
-                                         f"[batch, width] = [{B}, {h}]")
-                    if not np.isin(m, (0.0, 1.0)).all():
-                        raise UserError(f"{where}[{e}][{s}][{k}]: must hold only 0 and 1")
-                    out[e, s, k, :, :h] = m
-    except (IndexError, TypeError) as err:
-        raise UserError(f"{where}: need [epochs={E}][steps={S}][hidden={len(c.hidden)}] masks of "
-                         f"[batch, width]: {err}") from None
-    return out
 
 
 # ----------------------------------------------------------------------------- memory plan
@@ -163,15 +102,6 @@ class SweepRun:
 
 
 # ----------------------------------------------------------------------------- running
-
-
-def mesh_sharding(n: int):
-    devs = jax.devices()
-    if len(devs) < 2 or n % len(devs):
-        return None, None
-    mesh = jax.sharding.Mesh(np.array(devs), ("configs",))
-    return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("configs")),
-            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
@@ -248,8 +178,6 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                          check_dropout_masks(m, configs[i], batch_orders[i], f"dropout_masks of config {i}")
                          for i, m in enumerate(dropout_masks)]
     buckets = plan_buckets(data, configs, fuse=fuse) if user is None else _user_buckets(data, configs, user)
-    from .checkpoint import ChunkStore
-
     store = ChunkStore(checkpoint_dir) if checkpoint_dir is not None else None
     lrs_all = optim.lr_table(configs, max(c.epochs for c in configs))
     out = SweepRun([None] * n, [None] * n, [None] * n, [], buckets, [None] * n, [None] * n,
@@ -285,8 +213,8 @@ def build_user_models(factory: Callable, data: Dataset, configs: Sequence[Config
     pass checked on two rows (output shape [B, num_outputs]) before anything compiles."""
     from flax import nnx
 
-    from .flax import apply_graph, init_key, split_for_program
-    from .train import num_outputs
+    from ..program.graph import apply_graph, split_for_program
+    from ..program.train import init_key
 
     out = []
     for i, c in enumerate(configs):
@@ -336,7 +264,7 @@ def initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int, war
     when the budget is below one config's estimate (the chunk is then one config, over budget)."""
     per = estimate_bytes_per_config(b.spec)
     if warn and chunk_size is None and per > budget:
-        from .errors import warn as _warn
+        from ..errors import warn as _warn
 
         _warn(f"memory budget {budget:,} bytes ({budget / 2**20:.1f} MiB) is smaller than one config of program "
               f"{b.index + 1} (about {per:,} bytes, {per / 2**20:.1f} MiB): training it in chunks of 1 config, which "

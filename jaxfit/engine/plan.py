@@ -29,10 +29,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .config import Config
-from .nn import layers, optim
-from .train import ProgramSpec, num_outputs
-from .errors import UserError
+from ..config import Config
+from ..errors import UserError
+from ..nn import layers, optim
+from ..program.train import ProgramSpec, num_outputs, spec_of
 
 FUSE_MODES = ("auto", "none", "all")
 
@@ -80,7 +80,6 @@ def fuse_specs(specs: Sequence[ProgramSpec]) -> ProgramSpec:
 
 
 def spec_for(configs: Sequence[Config], data) -> ProgramSpec:
-    from .train import spec_of
 
     specs = [spec_of(c, data.n_train, data.n_val, data.num_features, data.num_classes) for c in configs]
     uniq = list(dict.fromkeys(specs))
@@ -127,7 +126,6 @@ def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: 
         import jax
 
         platform = jax.devices()[0].platform
-    from .train import spec_of
 
     groups: dict[tuple, dict[tuple, list[int]]] = {}
     for i, c in enumerate(configs):

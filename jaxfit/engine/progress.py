@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from typing import Callable
-from .errors import UserError
+from ..errors import UserError
 
 LOG_EVERY_S = 10.0
 

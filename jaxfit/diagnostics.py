@@ -264,9 +264,9 @@ def _data_for(result, data):
             raise UserError(f"diagnose: data has fingerprint {data.fingerprint()}, the result was trained on "
                              f"{want}")
         return data, ""
-    from .report import _regenerate
+    from .datasets import regenerate
 
-    got, note = _regenerate(ds)
+    got, note = regenerate(ds)
     return got, ("" if got is not None else note)
 
 
@@ -385,6 +385,6 @@ def diagnose(result, data=None) -> pd.DataFrame:
 
 
 def _chance(loss: str, C: int) -> float:
-    from .results import chance_loss
+    from .results.divergence import chance_loss
 
     return chance_loss(loss, C)

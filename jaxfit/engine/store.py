@@ -22,8 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import fsio
-from .errors import UserError
+from ..config import configs_sha256
+from ..errors import UserError
+from ..io import files as fsio
+from ..io.tree import flatten, unflatten
+from ..version import __version__
 
 CHUNK_FORMAT = 3  # 3: the best epoch's params and model state too
 KINDS = ("metrics", "params", "model_state", "best_params", "best_state")  # per config (engine.SweepRun's lists)
@@ -33,12 +36,6 @@ _N = "__n__"
 
 class CheckpointWarning(UserWarning):
     """A checkpoint chunk was set aside (unreadable or not matching) and will be retrained."""
-
-
-def configs_sha256(configs: Sequence[Any]) -> str:
-    """sha256 of the configs' to_dict JSON, in order."""
-    blob = json.dumps([c.to_dict() for c in configs], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -54,9 +51,7 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 def _versions() -> dict[str, str]:
     import jax
 
-    import jaxfit
-
-    return {"jaxfit": jaxfit.__version__, "jax": jax.__version__}
+    return {"jaxfit": __version__, "jax": jax.__version__}
 
 
 class ChunkStore:
@@ -104,7 +99,6 @@ class ChunkStore:
     def get(self, key: str) -> list[dict] | None:
         """The saved per-config outputs [{"metrics", "params", "model_state"}, ...], or None when there
         is no chunk, or when the chunk file is unreadable or does not match (then it is set aside)."""
-        from .results import _unflatten
 
         want = self._expect(key)
         file = self._file(key)
@@ -124,7 +118,7 @@ class ChunkStore:
             i, kind, rest = name.split("/", 2)
             per[int(i)][kind][rest] = v
         self.hits += 1
-        return [{kind: p[kind] if kind == "metrics" else _unflatten(p[kind]) for kind in KINDS} for p in per]
+        return [{kind: p[kind] if kind == "metrics" else unflatten(p[kind]) for kind in KINDS} for p in per]
 
     @staticmethod
     def _read(file: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -182,7 +176,6 @@ class ChunkStore:
 
     # ------------------------------------------------------------------ writing
     def put(self, key: str, outputs: Sequence[dict]) -> None:
-        from .results import _flatten
 
         want = self._expect(key)
         if len(outputs) != want["n"]:
@@ -190,7 +183,7 @@ class ChunkStore:
         flat: dict[str, np.ndarray] = {}
         for i, o in enumerate(outputs):
             for kind in KINDS:  # best_params / best_state may be left out (then none are kept)
-                flat.update({f"{i}/{kind}/{k}": np.asarray(v) for k, v in _flatten(o.get(kind) or {}).items()})
+                flat.update({f"{i}/{kind}/{k}": np.asarray(v) for k, v in flatten(o.get(kind) or {}).items()})
         meta = {**want, "arrays_sha256": arrays_sha256(flat)}
         record = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         fsio.write_npz(self._file(key), {**flat, _N: np.array(len(outputs)), _META: record})

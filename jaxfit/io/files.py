@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, IO
 
-from .errors import UserError
+from ..errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -20,9 +20,10 @@ import time
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
+from ..program.train import ProgramSpec, make_segment
 from . import cpu
-from .train import ProgramSpec, make_segment
 
 _compiled: dict[tuple, Any] = {}
 _stats = {"compiles": 0, "compile_s": 0.0, "cache_hits": 0}
@@ -84,7 +85,6 @@ def x64_scope(dtype: str):
 
 def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict):
     """(cache key, blocks, options, groups) of a chunk program."""
-    from .engine import mesh_sharding
 
     devices = jax.devices()
     platform = devices[0].platform
@@ -135,3 +135,12 @@ def memory_of(compiled) -> int | None:
         m = compiled.memory_analysis()
         return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
     return None
+
+
+def mesh_sharding(n: int):
+    devs = jax.devices()
+    if len(devs) < 2 or n % len(devs):
+        return None, None
+    mesh = jax.sharding.Mesh(np.array(devs), ("configs",))
+    return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("configs")),
+            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))

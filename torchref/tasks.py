@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import datasets
-from .config import Config
-from .datasets import Dataset
-from .errors import UserError
+from jaxfit import datasets
+from jaxfit.config import Config
+from jaxfit.datasets import Dataset
+from jaxfit.errors import UserError
 
 # Document 1: FeedForward(2, 3) = Linear(2, 2) -> ReLU -> Linear(2, 3) -> Softmax, CrossEntropyLoss on
 # the softmax output, SGD(lr=0.001, momentum=0.9), DataLoader defaults (batch 1, no shuffle).

@@ -6,8 +6,8 @@ pytrees (what vmap batches over configs), and call the graph functionally.
     grads = jax.grad(lambda p: loss(apply_graph(graphdef, p, state, x, train=True, key=k)[0]))(params)
 
 `apply_graph` calls `module(x, **kw)` with those of train / key / rate / mask that its `__call__`
-names (or takes through **kwargs), and opens `program_inputs(...)` around the call, so that this
-package's Dropout and BatchNorm1d layers deep inside a user's module get the program's mode, dropout
+names (or takes through **kwargs), and opens `program_inputs(...)` around the call, so that
+jaxfit.flax's Dropout and BatchNorm1d layers deep inside a user's module get the program's mode, dropout
 key (the j-th Dropout called: fold_in(key, j)), rate (a Dropout built with rate=None) and row mask
 without the module passing them on. A module whose `__call__` has no `train` argument gets its mode
 from there too (layers of other packages keep the mode they were split in).
@@ -15,11 +15,45 @@ from there too (layers of other packages keep the mode they were split in).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
+from dataclasses import dataclass, field
+from typing import Any
 
 from flax import nnx
 
-from .modules import program_inputs
+
+
+@dataclass
+class _Inputs:
+    train: bool | None = None
+    key: Any = None
+    rate: Any = None
+    mask: Any = None
+    drawn: list = field(default_factory=lambda: [0])  # dropout keys handed out so far
+
+
+_INPUTS: contextvars.ContextVar[_Inputs | None] = contextvars.ContextVar("jaxfit_flax_inputs", default=None)
+
+
+@contextlib.contextmanager
+def program_inputs(*, train: bool | None = None, key=None, rate=None, mask=None):
+    """What a call leaves out, the layers of this package take from here while the block runs:
+    `train` (Dropout active and BatchNorm on batch statistics, or not), the dropout `key` (the j-th
+    Dropout called in the block draws from fold_in(key, j)), the dropout `rate` (for a Dropout built
+    with rate=None) and the BatchNorm row `mask` [B] (real rows of a padded batch)."""
+    token = _INPUTS.set(_Inputs(train, key, rate, mask))
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def current_inputs() -> _Inputs:
+    """What the innermost open `program_inputs` block hands the layers (all None outside one)."""
+    return _INPUTS.get() or _Inputs()
+
 
 
 def split_for_program(module: nnx.Module):
