@@ -2,13 +2,13 @@
 
     python -m benchmarks.ablation [--quick] [--out benchmarks/results]
 
-jaxfit's XLA:CPU tuning (jaxfit/cpu.py) has three switches, set from the
+jaxfit's XLA:CPU tuning (jaxfit/engine/cpu.py) has three switches, set from the
 environment; this script trains W1 (document 1's model) and W2 (2-64-64-3, Adam, batch 32) with the
 defaults, with each switch flipped alone, and with all three flipped, each setting in a fresh
 process (XLA flags are read when JAX starts):
 
   JAXFIT_SMALL_LOOPS=0   no `xla_cpu_small_while_loop_byte_threshold` (small training loops as one
-                         kernel; see jaxfit/cpu.py for where this 1-epoch timing and the full
+                         kernel; see jaxfit/engine/cpu.py for where this 1-epoch timing and the full
                          benchmark disagree)
   JAXFIT_TINY_OPTIONS=0  XLA's YNNPACK fusions left on for tiny networks (widths <= 8)
   JAXFIT_BLOCKS=0        no cache blocking of the config axis (`lax.map` over blocks of configs)

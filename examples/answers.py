@@ -145,7 +145,6 @@ def heart_rate(a) -> dict:
 
     res: dict = {"datasets": {}}
     for name in sorted(t["data"].unique()):
-        d = t[t["data"] == name]
         r = jaxfit.SweepResult.load(os.path.join(a.study, name))
         curve = r.curves["full_train_loss"]
         reach = np.array([int(np.argmax(c <= TARGET_LOSS)) + 1 if (c <= TARGET_LOSS).any() else -1 for c in curve])

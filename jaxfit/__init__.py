@@ -7,8 +7,8 @@
     result.best("val_acc")
 
 Importing jaxfit changes nothing process-wide. Two optional calls, first thing in a script:
-`jaxfit.configure_host_devices()` (one XLA host device per CPU core, before JAX starts: about 2x
-on a 2-core CPU) and `jaxfit.enable_compilation_cache()` (compiled programs kept on disk across
+`jaxfit.configure_host_devices()` (one XLA host device per CPU core, before JAX starts, so that
+every core trains its share of a chunk) and `jaxfit.enable_compilation_cache()` (compiled programs kept on disk across
 processes). The `jaxfit` command line does both.
 """
 

@@ -2,9 +2,9 @@
 
 A `Config` is plain data. It splits in two:
 
-* `static_key(config)` -> its `jaxfit.train.ProgramSpec`: what fixes the shapes and the traced
+* `jaxfit.program.train.static_key(config)` -> its `jaxfit.program.train.ProgramSpec`: what fixes the shapes and the traced
   program (widths, activation, loss, optimiser kind, batch size, epochs, dtype...). Configs with
-  equal keys share one compiled program; the planner (jaxfit.plan) may fuse different ones.
+  equal keys share one compiled program; the planner (jaxfit.engine.plan) may fuse different ones.
 * `hparams(configs)` -> `HParams`: a NamedTuple of arrays, one entry per config, for every number
   `vmap` batches (learning rate, momentum, betas, eps, weight decay, dropout rate, Fourier scale,
   seed...). Changing these never recompiles.

@@ -125,78 +125,33 @@ def double_softmax_floor(num_classes: int) -> float:
     return float(-math.log(math.e / (math.e + num_classes - 1)))
 
 
-# ----------------------------------------------------------------------------- numpy forward
-
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-
-
-def _erf(x):
-    try:
-        from scipy.special import erf
-
-        return erf(x)
-    except ImportError:  # pragma: no cover - scipy is a dependency
-        return np.vectorize(math.erf)(x)
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-_ACTS = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
-    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
-    "tanh": np.tanh,
-    "sigmoid": _sigmoid,
-    "softplus": lambda x: np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0)))),
-    "sin": np.sin,
-    "identity": lambda x: x,
-}
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _bn_eval(x, p, s, eps=1e-5):
-    return (x - s["mean"]) / np.sqrt(s["var"] + eps) * p["weight"] + p["bias"]
+# ----------------------------------------------------------------------------- forward
 
 
 def forward(config, params: dict, state: dict, x) -> dict[str, Any]:
-    """Eval-mode forward pass of one config's network in float64 numpy.
+    """Eval-mode forward pass of one config's network, in float64: the network's own forward pass
+    (`jaxfit.nn.layers.apply`, the one the program trains and `SweepResult.outputs` evaluates),
+    with its intermediates traced.
 
     Returns {"pre": [z of each hidden layer, after its BatchNorm, before the activation],
              "hidden": [activation of each hidden layer], "logits": the output layer's
-             pre-activation [B, K], "out": what the network returns (its `output` applied)}."""
-    f = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
-    state = state or {}
-    h = f(x)
-    if config.input_norm == "standardize":
-        h = (h - f(state["norm_mean"])) / f(state["norm_std"])
-    elif config.input_norm == "batchnorm":
-        h = _bn_eval(h, {k: f(v) for k, v in params["in_bn"].items()}, {k: f(v) for k, v in state["in_bn"].items()})
-    if config.encoding == "fourier":
-        z = (2 * math.pi) * (h @ f(state["fourier"]).T)
-        h = np.concatenate([np.sin(z), np.cos(z)], axis=-1)
-    pre, hidden = [], []
-    dense = params["dense"]
-    act = _ACTS[config.activation]
-    for i in range(len(config.hidden)):
-        z = h @ f(dense[i]["w"]).T + f(dense[i]["b"])
-        if config.batchnorm:
-            z = _bn_eval(z, {k: f(v) for k, v in params["bn"][i].items()},
-                         {k: f(v) for k, v in state["bn"][i].items()})
-        pre.append(z)
-        h = act(z)
-        hidden.append(h)
-    logits = h @ f(dense[-1]["w"]).T + f(dense[-1]["b"])
-    out = {"logits": lambda z: z, "softmax": _softmax, "sigmoid": _sigmoid}[config.output](logits)
-    return {"pre": pre, "hidden": hidden, "logits": logits, "out": out}
+             pre-activation [B, K], "out": what the network returns (its `output` applied)},
+    all float64 NumPy arrays."""
+    import jax
+    import jax.numpy as jnp
+
+    from .nn import layers
+
+    x = np.asarray(x, np.float64)
+    arch = layers.arch_of(config, x.shape[1], np.shape(params["dense"][-1]["b"])[0])  # output width
+
+    with jax.enable_x64(True):
+        p, s, xj = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a, np.float64)),
+                                          (params, state or {}, x))
+        trace: dict = {}
+        out, _ = layers.apply(arch, p, s, xj, train=False, trace=trace)
+        return {"pre": [np.asarray(z) for z in trace["pre"]], "hidden": [np.asarray(h) for h in trace["hidden"]],
+                "logits": np.asarray(trace["logits"]), "out": np.asarray(out)}
 
 
 # ----------------------------------------------------------------------------- per-config checks

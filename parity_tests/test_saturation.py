@@ -87,8 +87,8 @@ def bce_grad_eps(value: float):
         jaxfit.engine.clear_cache()
 
 
-def flatten(tree) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, np.float64) for k, v in tree.flatten(tree).items()}
+def flatten(params) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float64) for k, v in tree.flatten(params).items()}
 
 
 def deviations(tr, jr) -> dict[str, float]:

@@ -180,7 +180,7 @@ def numpy_order(cfg: Config, n: int, seed: int) -> np.ndarray:
 
 
 def jaxfit_dropout_masks(cfg: Config, order: np.ndarray) -> list:
-    """The dropout masks jaxfit draws, rebuilt from its key derivation (jaxfit/train.py `_keys` and
+    """The dropout masks jaxfit draws, rebuilt from its key derivation (jaxfit/program/train.py `keys` and
     `epoch`, jaxfit/nn/layers.py `apply`): PRNGKey(seed) folded with KEY_DROPOUT, then with the global
     step, then with the hidden layer index; Bernoulli(1 - p) of the padded batch's shape.
     Returns masks[e][s][k] -> [batch, width_k] (0/1). A float64 config's keep probability is a float64
@@ -354,7 +354,7 @@ def test_trajectory(c: Case, jax_runs, parity_data):
         hint = ""
         if c.config.dropout > 0:
             hint = ("\n(the dropout masks are rebuilt from jaxfit's key derivation in this file; if only this case "
-                    "fails, check jaxfit_dropout_masks against jaxfit/train.py and jaxfit/nn/layers.py first)")
+                    "fails, check jaxfit_dropout_masks against jaxfit/program/train.py and jaxfit/nn/layers.py first)")
         pytest.fail(f"{describe(c)} parts from PyTorch:\n  " + "\n  ".join(problems) + hint, pytrace=False)
 
 

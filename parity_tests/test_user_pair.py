@@ -5,7 +5,6 @@ difference found; weights map by attribute path, a missing or extra key refused 
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

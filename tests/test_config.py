@@ -25,9 +25,9 @@ from jaxfit.config import (
     int_uniform,
     log_uniform,
     sample,
-    static_key,
     uniform,
 )
+from jaxfit.program.train import static_key
 
 NAN = float("nan")
 INF = float("inf")

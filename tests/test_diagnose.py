@@ -10,7 +10,8 @@ import jaxfit
 from jaxfit import Config
 from jaxfit.diagnostics import FLAGS, double_softmax_floor, forward, prior_loss
 from jaxfit.results import (BCE_CLAMP, BCE_CLAMP_FRACTION, LOSS_BLOWUP_FACTOR, PARAM_BLOWUP, SweepResult,
-                            _divergence, chance_loss)
+                            chance_loss)
+from jaxfit.results import divergence as _divergence
 
 # Document 1's FeedForward: Linear(2, 2) -> ReLU -> Linear(2, 3) -> Softmax, CrossEntropyLoss, SGD.
 DOC1 = Config(hidden=(2,), activation="relu", output="softmax", loss="cross_entropy", optimizer="sgd", lr=1e-3,

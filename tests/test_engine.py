@@ -128,8 +128,8 @@ def test_fixed_chunk_size_is_bitwise_reproducible_and_recorded(sum_bin_small):
 
 def test_memory_budget_splits_into_chunks(sum_bin_small):
     cfgs = [Config(hidden=(8,), epochs=1, seed=s) for s in range(6)]
-    spec = engine.plan_buckets(sum_bin_small, cfgs)[0].spec
-    per = engine.estimate_bytes_per_config(spec)
+    spec = engine.plan.plan_buckets(sum_bin_small, cfgs)[0].spec
+    per = engine.plan.bytes_per_config(spec)
     r = jaxfit.sweep(sum_bin_small, cfgs, memory_budget=per * 2 + 1)
     plan = r.meta["plans"][0]
     assert len(plan["chunks"]) >= 3 and sorted(sum(plan["chunks"], [])) == list(range(6))
@@ -247,7 +247,7 @@ def test_cache_blocking_with_a_chunk_the_devices_do_not_divide(sum_bin_small):
     is odd), the configs run 7 (or 3) at a time, and the numbers are those of configs trained alone."""
     cfgs = [Config(hidden=(64, 64), optimizer="adam", lr=1e-3, batch_size=16, epochs=2, seed=s, dtype="float64")
             for s in range(21)]
-    spec = engine.plan_buckets(sum_bin_small, cfgs)[0].spec
+    spec = engine.plan.plan_buckets(sum_bin_small, cfgs)[0].spec
     train_block, _ = cpu.block_sizes(spec, 21, 1, "cpu")
     assert train_block in (1, 3, 7), train_block  # blocked, by a divisor of 21
     together = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=21)

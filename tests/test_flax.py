@@ -232,7 +232,7 @@ def test_standardize_and_fourier_are_state_not_params():
 
 
 def test_state_dict_round_trip_and_torch_names():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import torchref
 
     c = Config(hidden=(5, 4), batchnorm=True, dropout=0.2, input_norm="standardize", encoding="fourier",

@@ -130,22 +130,26 @@ def test_every_figure_is_an_embedded_png(report):
 
 
 def test_ranked_table_one_row_per_config_in_order(report, sweep_dir):
+    """The ranked table follows SweepResult.ranking (the command line's table): groups of seeds best
+    first (diverged groups last, then the mean final validation accuracy, ties by loss), each group's
+    configs together."""
     _, result = sweep_dir
     rows = report.rows["ranked-sum_bin"]
     assert len(rows) == len(result)
     ids = [int(r[1]) for r in rows]  # rank, config, ...
     assert sorted(ids) == list(range(len(result)))
     assert [int(r[0]) for r in rows] == list(range(1, len(result) + 1))
+    _, members, _ = result.ranking("val_acc")
+    assert [sorted(ids[k:k + len(m)]) for k, m in
+            zip(np.cumsum([0] + [len(m) for m in members[:-1]]), members)] == members
     t = result.table
     div = t["diverged"].to_numpy()[ids]
     assert not np.any(np.diff(div.astype(int)) < 0)  # diverged configs (any rule) last
-    ids = [k for k, d in zip(ids, div) if not d]
-    acc = t["final_val_acc"].to_numpy()[ids]
-    loss = t["final_val_loss"].to_numpy()[ids]
-    assert np.all(np.diff(acc) <= 1e-12)  # highest first
-    for k in range(len(ids) - 1):  # ties broken by the lower validation loss (NaN last)
-        if acc[k] == acc[k + 1] and np.isfinite(loss[k + 1]):
-            assert loss[k] <= loss[k + 1]
+    means = [t["final_val_acc"].to_numpy()[m].mean() for m in members if not t["diverged"].to_numpy()[m].any()]
+    assert np.all(np.diff(means) <= 1e-12)  # highest first
+    best = result.best("val_acc", k=1)
+    first = result.configs[ids[0]]
+    assert (tuple(best["hidden"][0]), best["lr"][0]) == (first.hidden, first.lr)  # the CLI's best row
 
 
 def test_diverged_section_names_the_planted_config(report, sweep_dir):

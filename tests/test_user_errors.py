@@ -244,7 +244,6 @@ def test_report_exits_1_when_a_dataset_cannot_be_loaded(tiny, tmp_path, capsys):
 
 def test_report_on_a_full_disk_names_the_file_and_leaves_no_temporary(tiny, tmp_path):
     from jaxfit import report
-    import jaxfit.report.figures
     from jaxfit.io import files as fsio
 
     _, r = tiny

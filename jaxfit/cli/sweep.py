@@ -93,23 +93,11 @@ def _build(args):
 
 
 def _estimate(spec, loaded, budget):
-    """Per dataset: the planner's buckets, chunks, memory and time estimates (nothing compiles)."""
-    import jax
+    """Per dataset: the programs, chunks, memory and time estimates (engine.run.plan_programs; nothing
+    compiles)."""
+    from jaxfit.engine.run import plan_programs
 
-    from jaxfit import engine
-    from jaxfit.engine import plan
-
-    ndev = len(jax.devices())
-    rows = []
-    for run, data in zip(spec.data, loaded):
-        buckets = plan.plan_buckets(data, spec.configs)
-        for b, row in zip(buckets, plan.describe(buckets, spec.configs)):
-            size = engine.initial_chunk(b, None, budget, ndev)
-            per = plan.bytes_per_config(b.spec)
-            row.update(dataset=run.label, chunk_size=size, chunks=-(-len(b.members) // size),
-                       bytes_per_config=per, chunk_bytes=per * size)
-            rows.append(row)
-    return rows
+    return [p for run, data in zip(spec.data, loaded) for p in plan_programs(data, spec.configs, budget, run.label)]
 
 
 def _param_bytes(spec, loaded) -> int:
@@ -129,15 +117,16 @@ def _print_plan(log, spec, rows, est_disk, budget) -> None:
     log(f"plan: {len(spec.configs)} configs x {len(spec.data)} dataset(s); memory budget {budget / 2**30:.1f} GiB "
         f"per chunk; checkpoints and results up to {est_disk / 2**20:.1f} MiB on disk")
     total = 0.0
-    for r in rows:
-        t = (r["estimate_compile_s"] or 0) + (r["estimate_run_s"] or 0)
+    for p in rows:
+        r = p.row
+        t = (r.estimate_compile_s or 0) + (r.estimate_run_s or 0)
         total += t
-        archs = " ".join("x".join(map(str, h)) or "linear" for h in r["architectures"])
-        log(f"  {r['dataset']}: program {r['bucket'] + 1}: {r['configs']} configs (nets {archs} padded to "
-            f"{'x'.join(map(str, r['padded_hidden'])) or 'linear'}; {','.join(r['activations'])}; "
-            f"{','.join(r['optimizers'])}), {r['chunks']} chunk(s) of {r['chunk_size']}, "
-            f"{r['chunk_bytes'] / 2**20:.1f} MiB per chunk, estimated {r['estimate_compile_s']:.1f} s compile + "
-            f"{r['estimate_run_s']:.1f} s run")
+        archs = " ".join("x".join(map(str, h)) or "linear" for h in r.architectures)
+        log(f"  {p.dataset}: program {r.bucket + 1}: {r.configs} configs (nets {archs} padded to "
+            f"{'x'.join(map(str, r.padded_hidden)) or 'linear'}; {','.join(r.activations)}; "
+            f"{','.join(r.optimizers)}), {p.chunks} chunk(s) of {p.chunk_size}, "
+            f"{p.chunk_bytes / 2**20:.1f} MiB per chunk, estimated {r.estimate_compile_s:.1f} s compile + "
+            f"{r.estimate_run_s:.1f} s run")
     log(f"estimated time: {total:.0f} s (compiles shared by datasets of the same shapes count once when run)")
 
 
@@ -256,11 +245,11 @@ def _refusal(args, rows, budget) -> str | None:
     """Why the run would be refused by the memory limit (None: it would not)."""
     if args.no_limits:
         return None
-    big = [r for r in rows if r["bytes_per_config"] > budget]
+    big = [p for p in rows if p.bytes_per_config > budget]
     if not big:
         return None
-    r = big[0]
-    return (f"{r['dataset']}: program {r['bucket'] + 1} needs about {r['bytes_per_config'] / 2**30:.1f} GiB per config, "
+    p = big[0]
+    return (f"{p.dataset}: program {p.row.bucket + 1} needs about {p.bytes_per_config / 2**30:.1f} GiB per config, "
             f"over the memory budget of {budget / 2**30:.1f} GiB: shrink the nets or the data, or pass --no-limits "
             "to try anyway")
 

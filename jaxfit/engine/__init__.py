@@ -14,9 +14,10 @@ pure program of `jaxfit.program`:
 Names are imported on first use, so `jaxfit.engine.cpu` does not start JAX.
 """
 
+SUBMODULES = ("checks", "plan", "compile", "cpu", "run", "store", "progress")
 _LAZY = {
     "run_sweep": "run", "SweepRun": "run", "ChunkPlan": "run", "memory_budget": "run", "initial_chunk": "run",
-    "build_user_models": "run", "MATMUL_PRECISIONS": "run",
+    "build_user_models": "run", "MATMUL_PRECISIONS": "run", "plan_programs": "run",
     "check_config_for_data": "checks", "check_batch_order": "checks", "check_dropout_masks": "checks",
     "clear_cache": "compile", "compile_count": "compile", "cache_hits": "compile",
     "enable_compilation_cache": "compile", "mesh_sharding": "compile",
@@ -27,12 +28,15 @@ _LAZY = {
 def __getattr__(name: str):
     import importlib
 
-    if name not in _LAZY:
+    if name in SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    else:
         raise AttributeError(f"module 'jaxfit.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))

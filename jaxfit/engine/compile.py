@@ -1,6 +1,6 @@
 """Compiling and caching programs.
 
-A program is `jaxfit.train.make_segment(spec, epochs, ...)` compiled for one chunk shape. This
+A program is `jaxfit.program.train.make_segment(spec, epochs, ...)` compiled for one chunk shape. This
 process keeps every program it compiled (keyed by everything that changes the executable), and
 JAX's persistent compilation cache keeps them across processes once it is on
 (`enable_compilation_cache`; the command line turns it on by default). Programs hold no host

@@ -1,24 +1,20 @@
-"""XLA:CPU tuning: host devices, per-program options and cache blocking (measured on this
-project's 2-core CPU; benchmarks/README.md, "What made it fast").
+"""XLA:CPU tuning: host devices, per-program options and cache blocking (the measurements that
+chose each are in benchmarks/README.md, "What made it fast").
 
 Host devices and the small-loop option are process-wide XLA flags, so nothing here is applied on
 import: the command line calls `configure_host_devices()` before JAX starts, and Python users may
-call it first thing (`jaxfit.configure_host_devices()`), which gains about 2x on a 2-core machine.
+call it first thing (`jaxfit.configure_host_devices()`).
 
 One host device per core: XLA:CPU runs most of a small-model training step on one thread, and the
-engine shards the config axis of a chunk over the devices it sees, so on a 2-core machine two host
-devices about double the throughput of a sweep (benchmarks/). Opt out with JAXFIT_HOST_DEVICES=1 (or
+engine shards the config axis of a chunk over the devices it sees, so each core trains its share of
+a chunk. Opt out with JAXFIT_HOST_DEVICES=1 (or
 set the count, e.g. JAXFIT_HOST_DEVICES=4); an XLA_FLAGS that already names a host device count
 is left alone. Only the CPU platform is affected: accelerators are not host devices.
 
 Small while loops as one kernel: `xla_cpu_small_while_loop_byte_threshold` (an XLA:CPU backend
 option) lets XLA compile a training loop whose buffers are under the threshold into one kernel
-instead of running each step's operations one by one. Measured with the full benchmark both ways on
-this project's 2-core CPU (benchmarks/results/throughput-cpu2-2026-11-23*.json): with it, document
-1's model trained 1.4x faster at N=1024 (44.7 M vs 31.5 M model-steps/s) and the 2-64-64-3 net 1.1x
-(61.4 k vs 54.9 k), while the 2-512-512-512-3 net was 1.3x slower (88 vs 116 at N=1), whose big
-products XLA then runs inside the loop kernel; a 1-epoch ablation (benchmarks/ablation.py) disagreed
-for the small nets. On by default; JAXFIT_SMALL_LOOPS=0 turns it off. The option is a key of
+instead of running each step's operations one by one: small nets train faster with it, very wide
+ones (whose big products then run inside the loop kernel) slower (benchmarks/README.md). On by default; JAXFIT_SMALL_LOOPS=0 turns it off. The option is a key of
 `--xla_backend_extra_options`, which XLA looks up by name (a jaxlib that does not know it ignores
 it), and is only added when XLA_FLAGS names no backend extra options of its own.
 """
@@ -110,7 +106,7 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
 
 
 def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]:
-    """(train_block, eval_block) for `make_program`: configs per `lax.map` iteration on each device,
+    """(train_block, eval_block) for `program.train.make_segment`: configs per `lax.map` iteration on each device,
     chosen so a block (its parameters, gradients and optimizer state and one batch's
     activations; for the evaluation, one split's activations) fits in a core's L2 cache
     (the fraction and the byte counts calibrated on W2 of benchmarks/: 8 configs of 2-64-64-3 with Adam). 0
@@ -140,9 +136,9 @@ def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]
 
 def cpu_options(spec, platform: str) -> dict[str, Any]:
     """Per-program XLA options. For networks no wider than TINY_WIDTH on a CPU, XLA's experimental
-    YNNPACK fusions (jaxlib 0.10 hands small reductions and products to them) are turned off: the
-    document-1 model trained 1.6x faster without them, while 64-wide nets ran 1.4x slower (and 5x
-    slower with none). JAXFIT_TINY_OPTIONS=0 in the environment turns this off."""
+    YNNPACK fusions (to which jaxlib hands small reductions and products) are turned off: tiny nets
+    train faster without them, 64-wide ones slower (benchmarks/README.md). JAXFIT_TINY_OPTIONS=0 in
+    the environment turns this off."""
     if (platform != "cpu" or max(spec.arch.widths) > TINY_WIDTH
             or os.environ.get("JAXFIT_TINY_OPTIONS", "1").strip() == "0"):
         return {}

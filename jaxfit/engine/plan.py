@@ -1,6 +1,6 @@
 """The planner: configs -> buckets (one compiled program each) with a cost model.
 
-A bucket's program is `jaxfit.train.make_segment` on a (possibly fused) `ProgramSpec`. What must
+A bucket's program is `jaxfit.program.train.make_segment` on a (possibly fused) `ProgramSpec`. What must
 stay static in a program is the *remainder*: batch size, shuffling, dtype, the output width (which
 the loss fixes), and whether the network is a linear model; everything else (widths, depth,
 activation, output, loss, optimiser, init, input normalisation, hidden BatchNorm, dropout,
@@ -16,15 +16,16 @@ minimise the total:
               * (STEP_S + ELEM_S * batch * units * branches + FLOPs per step / RATE)
 
 FLOPs per step count a padded network's forward and backward (6 * batch * weights) plus the
-per-epoch evaluation. The constants are per platform, measured on this project's 2-core CPU
-(benchmarks/sweep.py records the estimate beside the measured times, so they can be checked).
+per-epoch evaluation. The constants are per platform (`COST`); every sweep records the estimate beside
+the measured times (result.meta["plans"]), so they can be checked and refitted (benchmarks/sweep.py).
 
-`fuse="none"` keeps one bucket per distinct structure (the old behaviour), `"all"` one per
+`fuse="none"` keeps one bucket per distinct structure, `"all"` one per
 remainder, `"auto"` (default) merges buckets greedily while the estimate falls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -36,11 +37,10 @@ from ..program.train import ProgramSpec, num_outputs, spec_of
 
 FUSE_MODES = ("auto", "none", "all")
 
-# Cost model constants per platform (seconds; FLOP/s). CPU: fitted on this project's 2-core CPU
-# (jax 0.10.2, two host devices) to the default sweep's two fused programs (2-64-3: 7.7 us per
-# config-step, mostly elementwise work over batch x units; 2-64-64-64-3: 27 us, mostly products) and
-# document 1's net (22 ns per step at batch 1); a small program compiles in about 3 s. GPU: guesses
-# (no GPU measurement yet), kept so a plan can be made there; the measured times are recorded beside.
+# Cost model constants per platform (seconds; FLOP/s). CPU: fitted to the default sweep's two fused
+# programs (a one-hidden-layer bucket, mostly elementwise work over batch x units; a three-layer one,
+# mostly products) and document 1's net at batch 1 (benchmarks/README.md has the fit). GPU: guesses,
+# kept so a plan can be made there; the measured times are recorded beside the estimates.
 COST = {
     "cpu": {"compile_s": 3.0, "branch": 0.08, "step_s": 1e-8, "elem_s": 1.5e-9, "rate": 1e11},
     "gpu": {"compile_s": 1.5, "branch": 0.05, "step_s": 1e-10, "elem_s": 1e-13, "rate": 2e13},
@@ -197,16 +197,34 @@ def bytes_per_config(spec: ProgramSpec) -> int:
     return item * (params_like + acts + evals + metrics) + 4 * order
 
 
-def describe(buckets: Sequence[Bucket], configs: Sequence[Config]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PlanRow:
+    """One bucket of the plan, as plain data: what it holds, what it is padded to, its estimates."""
+
+    bucket: int
+    configs: int
+    architectures: list  # the distinct hidden widths of its configs, e.g. [[2], [64, 64]]
+    padded_hidden: list  # the widths every config of it computes
+    activations: list
+    optimizers: list
+    losses: list
+    epochs: int
+    fused: bool
+    estimate_compile_s: float | None
+    estimate_run_s: float | None
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def describe(buckets: Sequence[Bucket], configs: Sequence[Config]) -> list[PlanRow]:
     """The plan as plain data (for result.meta and a dry run)."""
     rows = []
     for b in buckets:
         a = b.spec.arch
         archs = sorted({tuple(configs[i].hidden) for i in b.members})
-        rows.append({"bucket": b.index, "configs": len(b.members), "architectures": [list(h) for h in archs],
-                     "padded_hidden": list(a.hidden), "activations": list(a.activations),
-                     "optimizers": list(b.spec.optimizers), "losses": list(b.spec.losses),
-                     "epochs": b.spec.epochs, "fused": b.spec.fused,
-                     "estimate_compile_s": b.estimate.get("compile_s"), "estimate_run_s": b.estimate.get("run_s")})
+        rows.append(PlanRow(b.index, len(b.members), [list(h) for h in archs], list(a.hidden), list(a.activations),
+                            list(b.spec.optimizers), list(b.spec.losses), b.spec.epochs, b.spec.fused,
+                            b.estimate.get("compile_s"), b.estimate.get("run_s")))
     return rows
 

@@ -1,8 +1,8 @@
-"""The engine: configs -> buckets -> chunks -> segments of a compiled program -> results.
+"""`run_sweep`: the host loop over buckets, chunks and segments of the compiled programs.
 
-The stateful part of jaxfit (devices, compiled programs, memory budget). Planning lives in
-`jaxfit.plan`, compiling and caching in `jaxfit.programs`, CPU tuning in `jaxfit.cpu`; everything it
-runs is the pure program of `jaxfit.train`.
+Planning lives in `engine.plan`, compiling and caching in `engine.compile`, CPU tuning in
+`engine.cpu`, checkpoints in `engine.store`; everything it runs is the pure program of
+`jaxfit.program`.
 
 * Bucket: configs that share one compiled program (`plan.plan_buckets`: fused where the cost model
   says fusing saves time).
@@ -59,9 +59,6 @@ def memory_budget() -> int:
     return 4 << 30
 
 
-estimate_bytes_per_config = planmod.bytes_per_config
-
-
 @dataclass
 class ChunkPlan:
     bucket: int
@@ -77,6 +74,41 @@ class ChunkPlan:
     resumed_chunks: list = field(default_factory=list)  # their indices into `chunks`
     estimate: dict = field(default_factory=dict)
     spec: Any = None
+
+    def record(self) -> dict[str, Any]:
+        """The plan as it is kept in result.meta["plans"] (JSON)."""
+        return {"bucket": self.bucket, "chunk_size": self.chunk_size, "chunks": self.chunks, "segment": self.segment,
+                "compile_s": self.compile_s, "run_s": self.run_s, "bytes": self.bytes, "cached": self.cached,
+                "source": self.source, "resumed": self.resumed, "estimate_compile_s": self.estimate.get("compile_s"),
+                "estimate_run_s": self.estimate.get("run_s")}
+
+
+@dataclass(frozen=True)
+class ProgramPlan:
+    """What a dry run shows of one program: its plan row and the chunks the memory budget gives."""
+
+    dataset: str
+    row: planmod.PlanRow
+    chunk_size: int
+    chunks: int
+    bytes_per_config: int
+
+    @property
+    def chunk_bytes(self) -> int:
+        return self.bytes_per_config * self.chunk_size
+
+
+def plan_programs(data: Dataset, configs: Sequence[Config], budget: int, label: str = "") -> list[ProgramPlan]:
+    """The programs `run_sweep` would compile for `configs` on `data` and their chunks under `budget`
+    (nothing compiles): the plan a dry run prints and the memory limit checks."""
+    ndev = len(jax.devices())
+    buckets = plan_buckets(data, configs)
+    out = []
+    for b, row in zip(buckets, planmod.describe(buckets, configs)):
+        size = initial_chunk(b, None, budget, ndev)
+        out.append(ProgramPlan(label or data.name, row, size, -(-len(b.members) // size),
+                               planmod.bytes_per_config(b.spec)))
+    return out
 
 
 @dataclass
@@ -262,7 +294,7 @@ def _as_dtype(tree, dtype):
 def initial_chunk(b: Bucket, chunk_size: int | None, budget: int, ndev: int, warn: bool = False) -> int:
     """Configs per chunk of a bucket before XLA's memory analysis has had its say. `warn`: say so
     when the budget is below one config's estimate (the chunk is then one config, over budget)."""
-    per = estimate_bytes_per_config(b.spec)
+    per = planmod.bytes_per_config(b.spec)
     if warn and chunk_size is None and per > budget:
         from ..errors import warn as _warn
 

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import configs_sha256
-from ..errors import UserError
+from ..errors import JaxfitWarning, UserError
 from ..io import files as fsio
 from ..io.tree import flatten, unflatten
 from ..version import __version__
@@ -34,7 +34,7 @@ _META = "__meta__"
 _N = "__n__"
 
 
-class CheckpointWarning(UserWarning):
+class CheckpointWarning(JaxfitWarning):
     """A checkpoint chunk was set aside (unreadable or not matching) and will be retrained."""
 
 

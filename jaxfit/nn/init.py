@@ -24,8 +24,8 @@ def dense_layers(key: jax.Array, widths, scheme: str, dtype) -> list[dict]:
     All the random numbers of the network come from ONE draw (standard uniform on [-1, 1) or
     standard normal), cut into the layers in order (w then b, layer by layer) and scaled by each
     layer's bound or standard deviation. One draw instead of one per array is what keeps the
-    compile time of a program low: XLA:CPU spends about 0.25 s compiling each separate threefry
-    call site (benchmarks/README.md), and a 3-layer net would otherwise have 10 of them.
+    compile time of a program low: XLA:CPU compiles each separate threefry call site on its own
+    (benchmarks/README.md), and a 3-layer net would otherwise have 10 of them.
     """
     pairs = list(zip(widths[:-1], widths[1:]))
     if scheme not in ("torch", "lecun_normal", "he_normal", "glorot_uniform"):  # pragma: no cover

@@ -497,8 +497,13 @@ def dropout(h, rate, key=None, *, keep_mask=None, own_width=None):
 
 
 def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
-          dropout_rate=None, dropout_key=None, struct: Struct | None = None, dropout_masks=None):
+          dropout_rate=None, dropout_key=None, struct: Struct | None = None, dropout_masks=None,
+          trace: dict | None = None):
     """Forward pass of one network on a batch x [B, F] -> (outputs [B, K], new state).
+
+    `trace`, a dict, receives the intermediates (the one forward pass the diagnostics read too):
+    "pre" (each hidden layer's z after its BatchNorm, before the activation), "hidden" (each
+    activation) and "logits" (the output layer's pre-activation).
 
     In training, `mask` [B] marks the real rows of a padded batch (BatchNorm statistics use only
     those) and dropout draws a Bernoulli(1 - p) mask per hidden layer from `dropout_key`, scaled by
@@ -545,7 +550,11 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
             else:
                 h, bs = jnp.where(s.batchnorm, hb, h), select(s.batchnorm, bs, state["bn"][i])
             bn_states.append(bs)
+        if trace is not None:
+            trace.setdefault("pre", []).append(h)
         h = choose(None if s is None else s.activation, arch.activations, acts, h)
+        if trace is not None:
+            trace.setdefault("hidden", []).append(h)
         if arch.use_dropout and train:
             if dropout_masks is not None:  # given masks are padded to the widest layer
                 h = dropout(h, dropout_rate, keep_mask=dropout_masks[i][:, :width])
@@ -559,4 +568,8 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
     if arch.batchnorm:
         new_state["bn"] = bn_states
     x = linear(x, dense[-1]["w"], dense[-1]["b"])
+    if trace is not None:
+        trace["logits"] = x
+        trace.setdefault("pre", [])
+        trace.setdefault("hidden", [])
     return choose(None if s is None else s.output, arch.outputs, OUTPUTS, x), new_state

@@ -82,7 +82,7 @@ def _diagnostics(result, axes, slug: str) -> str:
         known = col.dropna()
         counts.append({"flag": f, "configs": int(known.astype(bool).sum()) if len(known) else 0,
                        "of": len(t), "not checked": len(t) - len(known)})
-    out = ["<p>Flags from <code>jaxfit.diagnose</code> (thresholds documented in jaxfit/diagnose.py), each "
+    out = ["<p>Flags from <code>jaxfit.diagnose</code> (thresholds documented in jaxfit/diagnostics.py), each "
            "computed from the config's own curves, final parameters and training data; 'not checked': the "
            "data-dependent flags when the data could not be regenerated.</p>",
            pd.DataFrame(counts).to_html(index=False, escape=True, table_id=f"diagnostics-counts-{slug}",
