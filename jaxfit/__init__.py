@@ -12,6 +12,7 @@ every core trains its share of a chunk) and `jaxfit.enable_compilation_cache()` 
 processes). The `jaxfit` command line does both.
 """
 
+from .lazy import lazy
 from .version import __version__
 
 # Names are imported on first use (PEP 562), so `import jaxfit` and the command line's --version,
@@ -26,7 +27,7 @@ _LAZY = {
 }
 
 # Subpackages by layer; an import may only point down this list (tests/test_import_arrows.py):
-# errors, version, io <- config, datasets <- nn <- program <- flax <- engine <- results <- diagnostics
+# errors, version, lazy, io <- config, datasets <- nn <- program <- flax <- engine <- results <- diagnostics
 # <- report <- api, spec <- cli.
 SUBMODULES = ("errors", "version", "io", "config", "datasets", "nn", "program", "flax", "engine", "results",
               "diagnostics", "report", "api", "spec", "cli")
@@ -34,18 +35,4 @@ SUBMODULES = ("errors", "version", "io", "config", "datasets", "nn", "program", 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str):
-    import importlib
-
-    if name in SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    else:
-        raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))
+__getattr__, __dir__ = lazy(__name__, globals(), SUBMODULES, _LAZY)

@@ -5,6 +5,9 @@ import os
 # Fixed before JAX starts (as tests/conftest.py): the CPU, with as many host devices as the environment's
 # XLA_FLAGS gives (--xla_force_host_platform_device_count; one when it names none).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Strict dtype promotion (no silent int + float or float32 + float64 in JAX code): a mixed-dtype
+# operation in jaxfit raises in the tests instead of promoting; subprocesses inherit it.
+os.environ.setdefault("JAX_NUMPY_DTYPE_PROMOTION", "strict")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -5,6 +5,9 @@ import os
 # names none): a test that needs a device count sets or checks it itself.
 # tests/test_devices.py sets two host devices itself, in subprocesses.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Strict dtype promotion (no silent int + float or float32 + float64 in JAX code): a mixed-dtype
+# operation in jaxfit raises in the tests instead of promoting; subprocesses inherit it.
+os.environ.setdefault("JAX_NUMPY_DTYPE_PROMOTION", "strict")
 
 import jax
 import numpy as np

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lowest first. A module's layer is that of the longest prefix listed; the package root `jaxfit`
 # (lazy re-exports of the public names) stands with the api.
 LAYERS = [
-    ("jaxfit.errors", "jaxfit.version", "jaxfit.io"),
+    ("jaxfit.errors", "jaxfit.version", "jaxfit.lazy", "jaxfit.io"),
     ("jaxfit.config", "jaxfit.datasets"),
     ("jaxfit.nn",),
     ("jaxfit.program",),

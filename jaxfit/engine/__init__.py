@@ -14,6 +14,8 @@ pure program of `jaxfit.program`:
 Names are imported on first use, so `jaxfit.engine.cpu` does not start JAX.
 """
 
+from ..lazy import lazy
+
 SUBMODULES = ("checks", "plan", "compile", "cpu", "run", "store", "progress")
 _LAZY = {
     "run_sweep": "run", "SweepRun": "run", "ChunkPlan": "run", "memory_budget": "run", "initial_chunk": "run",
@@ -25,18 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    import importlib
-
-    if name in SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    else:
-        raise AttributeError(f"module 'jaxfit.engine' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))
+__getattr__, __dir__ = lazy(__name__, globals(), SUBMODULES, _LAZY)
