@@ -51,7 +51,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
           matmul_precision: str = "highest", dropout_masks: Sequence[Any] | None = None,
           fuse: str = "auto", segment: int | None = None, record_steps: bool = False,
-          model: Callable | None = None) -> SweepResult:
+          model: Callable | None = None, eval_every: int = 1, eval_rows: int | None = None) -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -100,9 +100,23 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         graph (nnx.split's GraphDef) share one compiled program; numbers
         (rates, seeds, the module's own non-structural variables) are vmapped. Not combinable with
         params, model_states, dropout_masks, checkpoint_dir or record_steps.
+      eval_every: evaluate (eval-mode loss and accuracy on both splits: full_train_loss, train_acc,
+        val_loss, val_acc) every `eval_every` epochs instead of every epoch, and always at each
+        config's last epoch. The curves hold NaN at the epochs not evaluated (the batch-mean
+        `train_loss` and `last_batch_loss` are kept every epoch), the best epoch (`params(i, best=True)`)
+        is the best evaluated one, divergence is read from the epochs evaluated, and the diagnostics
+        that read a window of the curve count evaluations, not epochs. Training is unchanged: the
+        evaluated epochs' numbers equal those of `eval_every=1`.
+      eval_rows: evaluate on a fixed subsample of at most this many rows of each split (the same rows
+        at every epoch and for every config) instead of all of them, except at a config's last epoch,
+        which is always evaluated in full. Between, the curves and the choice of the best epoch come
+        from the subsample (an estimate of the full split's numbers).
     """
     configs = list(configs)
     _check_options(chunk_size, memory_budget, segment)
+    _positive_int("eval_every", eval_every, "need a positive integer (epochs between evaluations; 1: every epoch)")
+    _positive_int("eval_rows", eval_rows, "need a positive integer (rows of each split evaluated between the last "
+                  "epochs), or None for every row")
     _check_inputs(data, configs)
     t0 = time.perf_counter()
     c0 = engine.compile_count()
@@ -110,7 +124,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
                            chunk_size=chunk_size, memory_budget_bytes=memory_budget, progress=progress,
                            on_chunk=on_chunk, checkpoint_dir=checkpoint_dir,
                            matmul_precision=matmul_precision, dropout_masks=dropout_masks, fuse=fuse,
-                           segment=segment, record_steps=record_steps, model=model)
+                           segment=segment, record_steps=record_steps, model=model, eval_every=eval_every,
+                           eval_rows=eval_rows)
     wall = time.perf_counter() - t0
     plans = raw.plans
     meta = {
@@ -128,6 +143,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "programs_from_disk": sum(p.source == "disk" for p in plans),
         "programs_compiled": sum(p.source == "compiled" for p in plans),
         "matmul_precision": matmul_precision,
+        "eval_every": eval_every,
+        "eval_rows": eval_rows,
         "model_steps": model_steps(data, configs),
         "model_steps_trained": model_steps(data, [configs[i] for p in plans for ci, ch in enumerate(p.chunks)
                                                   if ci not in p.resumed_chunks for i in ch]),

@@ -250,7 +250,10 @@ def diagnose(result, data=None) -> pd.DataFrame:
     rows = []
     for i, c in enumerate(result.configs):
         cur = {m: np.asarray(result.curves[m][i, : c.epochs], np.float64) for m in result.curves}
+        every = int(result.meta.get("eval_every") or 1)
         full = cur["full_train_loss"]
+        if every > 1:  # sweep(eval_every=k): NaN marks the epochs not evaluated; the windows count evaluations
+            full = full[~np.isnan(full)]
         final = float(full[-1]) if full.size else math.nan
         diverged = bool(result.diverged[i])
         rule = result.diverged_rule[i] if hasattr(result, "diverged_rule") else ("nonfinite" if diverged else "")

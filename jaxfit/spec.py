@@ -4,6 +4,8 @@
     name = "sum-mod-study"       # names the default output directory (else the file's name)
     metric = "val_acc"           # ranking metric of the printed table
     top = 10
+    eval_every = 1               # evaluate every k epochs (and at each config's last); jaxfit.sweep's
+    eval_rows = 5000             # evaluate on at most this many fixed rows of each split (last epoch: all)
 
     [[data]]                     # a built-in generator; any argument may be a list: an axis
     name = "sum_mod"
@@ -53,7 +55,7 @@ from .datasets import DATASETS, Dataset
 from .errors import UserError
 
 TOP_TABLES = ("sweep", "data", "grid", "sample")
-SWEEP_KEYS = ("name", "metric", "top")
+SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows")
 FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name", "remap_labels")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SMOKE = {"epochs": 2, "seeds": 1, "n": 200, "configs": 8}
@@ -91,10 +93,17 @@ class SweepSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def evaluation(self) -> tuple[int, int | None]:
+        """(eval_every, eval_rows) of the sweep: [sweep] eval_every / eval_rows, or the options'."""
+        return int(self.settings.get("eval_every") or 1), self.settings.get("eval_rows") or None
+
+    @property
     def digest(self) -> str:
         """A short hash of what the sweep trains (the spec's content and the options that change it)."""
-        blob = repr((self.text, [(d.generator, sorted(d.args.items()), d.file) for d in self.data],
-                     [c.to_dict() for c in self.configs]))
+        what = (self.text, [(d.generator, sorted(d.args.items()), d.file) for d in self.data],
+                [c.to_dict() for c in self.configs])
+        evaluation = self.evaluation
+        blob = repr(what if evaluation == (1, None) else what + (evaluation,))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -181,6 +190,10 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
         configs = _sample(doc["sample"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
     if smoke:
         configs = configs[: SMOKE["configs"]]
+    for k in ("eval_every", "eval_rows"):
+        v = settings.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UserError(f"{where(k, 'sweep')}: {k}={v!r} must be a positive integer")
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
         raise UserError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="print only errors and the results line (for scripts)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    s.add_argument("--eval-every", type=int, metavar="K", help="evaluate every K epochs (and at each config's "
+                   "last epoch) instead of every epoch; curves hold NaN between (default 1, or the spec's)")
+    s.add_argument("--eval-rows", type=int, metavar="N", help="evaluate on at most N fixed rows of each split, "
+                   "except at a config's last epoch (all rows); default: every row")
     s.add_argument("--fuse", choices=["auto", "none", "all"], default="auto",
                    help="which configs share a compiled program: auto (the planner's cost model, default), none "
                         "(one program per structure) or all (one per batch size, dtype and output width)")

@@ -60,10 +60,10 @@ def _check_options(args) -> None:
     if base not in METRICS and not metric.startswith(("best_", "auc_")):
         raise UserError(f"--metric={metric!r} is invalid: choose among {', '.join(METRICS)} "
                          "(or best_val_acc, best_val_loss, auc_full_train_loss)")
-    for name in ("top", "epochs", "seeds", "n"):
+    for name in ("top", "epochs", "seeds", "n", "eval_every", "eval_rows"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
-            raise UserError(f"--{name}={v} is invalid: must be at least 1")
+            raise UserError(f"--{name.replace('_', '-')}={v} is invalid: must be at least 1")
     spec = args.spec_pos or args.spec
     if args.spec_pos and args.spec and args.spec_pos != args.spec:
         raise UserError(f"two specs given ({args.spec_pos} and --spec {args.spec}): give one")
@@ -178,7 +178,8 @@ def _write_sweep_files(out, spec, args) -> None:
 
     info = {"digest": spec.digest, "title": spec.title, "spec": spec.path, "configs": len(spec.configs),
             "datasets": [{"label": d.label, "generator": d.generator, "args": d.args} for d in spec.data],
-            "options": {k: getattr(args, k) for k in ("epochs", "seeds", "n", "smoke", "quick", "fuse")},
+            "options": {**{k: getattr(args, k) for k in ("epochs", "seeds", "n", "smoke", "quick", "fuse")},
+                        "eval_every": spec.evaluation[0], "eval_rows": spec.evaluation[1]},
             "jaxfit": jaxfit.__version__, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     from jaxfit.io import files as fsio
 
@@ -197,6 +198,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     log("building configs ...", end=" ")
     t0 = time.perf_counter()
     spec = _build(args)
+    for k in ("eval_every", "eval_rows"):  # the options override the spec's [sweep] settings
+        if getattr(args, k, None) is not None:
+            spec.settings[k] = getattr(args, k)
     log(f"{len(spec.configs)} configs, {len(spec.data)} dataset(s) ({time.perf_counter() - t0:.1f} s)")
     # Everything is validated before anything compiles.
     loaded = []
@@ -288,7 +292,8 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
         t0 = time.perf_counter()
         log(f"\n== {run.label}: n_train={data.n_train}, n_val={data.n_val}, classes={data.num_classes}")
         result = jaxfit.sweep(data, spec.configs, progress=not (args.no_progress or args.quiet),
-                              checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse)
+                              checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse,
+                              eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1])
         result.meta["dataset"]["args"] = run.args
         path = result.save(os.path.join(out, run.label))
         m = result.meta

@@ -18,6 +18,7 @@ Planning lives in `engine.plan`, compiling and caching in `engine.compile`, CPU 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -160,7 +161,8 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
               memory_budget_bytes: int | None = None, progress: bool | Callable | None = None,
               on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
               matmul_precision: str = "highest", fuse: str = "auto", segment: int | None = None,
-              record_steps: bool = False, model: Callable | None = None) -> SweepRun:
+              record_steps: bool = False, model: Callable | None = None, eval_every: int = 1,
+              eval_rows: int | None = None) -> SweepRun:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
 
     `model`: a factory `model(config, num_features, num_outputs, rngs) -> flax.nnx.Module` (see
@@ -174,6 +176,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     `fuse`: "auto" (the planner's choice), "none" (one program per structure) or "all".
     `segment`: epochs per program call (default: about 1.5 s of estimated work, a divisor of the epochs).
     `record_steps`: also return each step's loss and parameters (short replays only).
+    `eval_every` / `eval_rows`: see jaxfit.sweep.
     """
     if matmul_precision not in MATMUL_PRECISIONS:
         raise UserError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
@@ -210,6 +213,10 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                          check_dropout_masks(m, configs[i], batch_orders[i], f"dropout_masks of config {i}")
                          for i, m in enumerate(dropout_masks)]
     buckets = plan_buckets(data, configs, fuse=fuse) if user is None else _user_buckets(data, configs, user)
+    evaluation = (int(eval_every), int(eval_rows or 0))
+    if evaluation != (1, 0):
+        buckets = [dataclasses.replace(b, spec=b.spec._replace(eval_every=evaluation[0], eval_rows=evaluation[1]))
+                   for b in buckets]
     store = ChunkStore(checkpoint_dir) if checkpoint_dir is not None else None
     lrs_all = optim.lr_table(configs, max(c.epochs for c in configs))
     out = SweepRun([None] * n, [None] * n, [None] * n, [], buckets, [None] * n, [None] * n,
@@ -384,7 +391,8 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     first = True
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
     for ci, members in enumerate(plan.chunks):
-        key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision)
+        key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
+                         evaluation=(spec.eval_every, spec.eval_rows))
                if store is not None else None)
         saved = store.get(key) if store is not None else None
         if saved is not None:

@@ -68,10 +68,15 @@ class ChunkStore:
         self.rejected: list[tuple[str, str]] = []  # (file, what was wrong)
         self._expected: dict[str, dict] = {}  # key -> what its chunk file must record
 
-    def key(self, fingerprint: str, configs: Sequence[Any], matmul_precision: str | None = None) -> str:
+    def key(self, fingerprint: str, configs: Sequence[Any], matmul_precision: str | None = None,
+            evaluation: tuple[int, int] = (1, 0)) -> str:
         """The chunk's key (its file name); also remembers what that chunk file must record (and so
-        what `get` checks): `matmul_precision` is the run's (default: the store's)."""
-        blob = json.dumps([fingerprint, [c.to_dict() for c in configs]], sort_keys=True)
+        what `get` checks): `matmul_precision` is the run's (default: the store's); `evaluation`
+        (eval_every, eval_rows) is part of the key when it is not the default (1, 0)."""
+        what = [fingerprint, [c.to_dict() for c in configs]]
+        if tuple(evaluation) != (1, 0):
+            what.append({"eval_every": int(evaluation[0]), "eval_rows": int(evaluation[1])})
+        blob = json.dumps(what, sort_keys=True)
         key = hashlib.sha256(blob.encode()).hexdigest()[:24]
         self._expected[key] = {
             "format": CHUNK_FORMAT, "key": key, "n": len(configs), "configs_sha256": configs_sha256(configs),

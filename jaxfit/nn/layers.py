@@ -258,7 +258,7 @@ def init(arch: Arch, key: jax.Array, dtype, *, fourier_scale=1.0, x_train=None, 
         b = fourier_matrix(jax.random.fold_in(key, 1), arch.fourier_features, arch.num_features, dtype,
                            fourier_scale)
         if struct is not None and arch.padded:  # rows past the config's own count are padding
-            b = jnp.where(jnp.arange(arch.fourier_features)[:, None] < struct.fourier_features, b, 0)
+            b = jnp.where(jnp.arange(arch.fourier_features, dtype=jnp.int32)[:, None] < struct.fourier_features, b, 0)
         state["fourier"] = b
     return params, state
 
@@ -309,23 +309,23 @@ def _fused_dense(arch: Arch, key, dtype, s: Struct) -> list[dict]:
     else:
         z = choose(s.init, arch.inits, {k: (lambda k=k: draws["uniform" if k in ("torch", "glorot_uniform")
                                                               else "normal"]) for k in arch.inits})
-    active = jnp.concatenate([jnp.arange(D) < s.depth, jnp.ones((1,), bool)])
+    active = jnp.concatenate([jnp.arange(D, dtype=jnp.int32) < s.depth, jnp.ones((1,), bool)])
     sizes = jnp.where(active, s.fan_out * s.fan_in + jnp.where(with_bias, s.fan_out, 0), 0)
     offsets = jnp.cumsum(sizes) - sizes
     out = []
     for slot, (wi, wo) in enumerate(pads):
         fi, fo = s.fan_in[slot], s.fan_out[slot]
-        rows = jnp.arange(wo)[:, None]
+        rows = jnp.arange(wo, dtype=jnp.int32)[:, None]
         if slot == 0:
             cols = s.col0[None, :]
         else:
-            cols = jnp.arange(wi)[None, :]
+            cols = jnp.arange(wi, dtype=jnp.int32)[None, :]
             cols = jnp.where(cols < fi, cols, -1)
         ok = active[slot] & (rows < fo) & (cols >= 0)
         idx = jnp.where(ok, offsets[slot] + rows * fi + cols, 0)
         w = jnp.where(ok, z[idx] * s.scale[slot], 0)
-        bok = active[slot] & (jnp.arange(wo) < fo) & with_bias
-        bidx = jnp.where(bok, offsets[slot] + fo * fi + jnp.arange(wo), 0)
+        bok = active[slot] & (jnp.arange(wo, dtype=jnp.int32) < fo) & with_bias
+        bidx = jnp.where(bok, offsets[slot] + fo * fi + jnp.arange(wo, dtype=jnp.int32), 0)
         b = jnp.where(bok, z[bidx] * s.scale[slot], 0)
         out.append({"w": w.astype(dtype), "b": b.astype(dtype)})
     return out
@@ -335,15 +335,15 @@ def dense_masks(arch: Arch, s: Struct) -> list[dict]:
     """1 where a dense slot's weight or bias belongs to the config's own network, else 0 (bool)."""
     D = arch.depth
     pads = slot_shapes(arch)
-    active = jnp.concatenate([jnp.arange(D) < s.depth, jnp.ones((1,), bool)])
+    active = jnp.concatenate([jnp.arange(D, dtype=jnp.int32) < s.depth, jnp.ones((1,), bool)])
     out = []
     for slot, (wi, wo) in enumerate(pads):
         fo = s.fan_out[slot]
-        rows = jnp.arange(wo) < fo
+        rows = jnp.arange(wo, dtype=jnp.int32) < fo
         if slot == 0:
             cols = s.col0 >= 0
         else:
-            cols = jnp.arange(wi) < s.fan_in[slot]
+            cols = jnp.arange(wi, dtype=jnp.int32) < s.fan_in[slot]
         out.append({"w": active[slot] & rows[:, None] & cols[None, :], "b": active[slot] & rows})
     return out
 
@@ -480,8 +480,8 @@ def dropout_keep(key, keep, batch: int, own_width, width: int):
     if isinstance(own_width, int) and own_width == width:
         return jax.random.uniform(key, (batch, width), jnp.result_type(keep)) < keep
     u = jax.random.uniform(key, (batch * width,), jnp.result_type(keep))
-    cols = jnp.arange(width)[None, :]
-    idx = jnp.where(cols < own_width, jnp.arange(batch)[:, None] * own_width + cols, 0)
+    cols = jnp.arange(width, dtype=jnp.int32)[None, :]
+    idx = jnp.where(cols < own_width, jnp.arange(batch, dtype=jnp.int32)[:, None] * own_width + cols, 0)
     return u[idx] < keep
 
 
@@ -562,7 +562,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
                 own = width if s is None or not arch.padded else s.widths[i]
                 h = dropout(h, dropout_rate, jax.random.fold_in(dropout_key, i), own_width=own)
         if s is not None and arch.padded:
-            h = jnp.where(jnp.arange(width) < s.widths[i], h, 0)  # padded units: exact zeros
+            h = jnp.where(jnp.arange(width, dtype=jnp.int32) < s.widths[i], h, 0)  # padded units: exact zeros
         # a shallower network passes its input through this layer unchanged
         x = h if s is None or i < min(arch.depths or (arch.depth,)) else jnp.where(i < s.depth, h, x)
     if arch.batchnorm:

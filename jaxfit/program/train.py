@@ -88,6 +88,10 @@ class ProgramSpec(NamedTuple):
     # GraphDef, hashable). None: the built-in network `arch`. With a model, `arch` still says what the
     # configs ask for (output kind, dropout on/off); the forward pass is the module's.
     model: Any = None
+    # Evaluation: every `eval_every` epochs (and at each config's last epoch), on at most `eval_rows`
+    # fixed rows of each split (0: all) except at a last epoch, which is always evaluated in full.
+    eval_every: int = 1
+    eval_rows: int = 0
 
     @property
     def batch(self) -> int:
@@ -277,10 +281,21 @@ def eval_rows(data: Data):
     return jnp.concatenate([data.x_train, data.x_val]), jnp.concatenate([data.y_train, data.y_val])
 
 
-def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None = None) -> dict:
+EVAL_SUBSAMPLE_SEED = 0  # the fixed rows of `eval_subsample` (the same for every config and epoch)
+
+
+def eval_subsample(n: int, rows: int) -> np.ndarray:
+    """Sorted indices of the `rows` (of `n`) a subsampled evaluation uses: all when rows >= n."""
+    if rows <= 0 or rows >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(EVAL_SUBSAMPLE_SEED).permutation(n)[:rows])
+
+
+def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None = None, n: int | None = None) -> dict:
     """The end-of-epoch evaluation of one config on `eval_rows`: eval-mode loss and accuracy on the
-    training split (the first n_train rows) and the validation split (NaN when it is empty)."""
-    n = spec.n_train
+    training split (the first `n` rows, default n_train) and the validation split (NaN when it is
+    empty)."""
+    n = spec.n_train if n is None else n
     out, _ = forward(spec, params, model_state, x, train=False, struct=_struct(spec, run))
     loss = layers.choose(None if run is None else run.loss, spec.losses, losses.LOSSES, out, y)
     right = layers.choose(None if run is None else run.struct.output, spec.arch.outputs,
@@ -339,6 +354,28 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
     """
     def run(carry, first, epoch0, runs, hp, lrs, data, inputs):
         x_eval, y_eval = eval_rows(data)
+        ti = eval_subsample(spec.n_train, spec.eval_rows)
+        vi = eval_subsample(spec.n_val, spec.eval_rows)
+        x_sub = jnp.concatenate([data.x_train[ti], data.x_val[vi]])
+        y_sub = jnp.concatenate([data.y_train[ti], data.y_val[vi]])
+
+        def evaluate(ts, x, y, n):
+            return blocked_vmap(lambda p, s, r: eval_metrics(spec, p, s, x, y, r, n), eval_block, groups)(
+                ts.params, ts.model_state, runs)
+
+        def evaluation(ts, e):
+            """The epoch's evaluation: in full every epoch by default; else only when due (every
+            eval_every epochs, on the subsample) and at any config's last epoch (in full), NaN
+            between. Each condition is one scalar for the whole chunk: a real branch, not a select."""
+            if spec.eval_every == 1 and spec.eval_rows == 0:
+                return evaluate(ts, x_eval, y_eval, spec.n_train)
+            full = lambda: evaluate(ts, x_eval, y_eval, spec.n_train)  # noqa: E731
+            sub = (lambda: evaluate(ts, x_sub, y_sub, len(ti))) if spec.eval_rows else full
+            shapes = jax.eval_shape(full)
+            skip = lambda: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)  # noqa: E731
+            last = jnp.any(e == runs.epochs - 1)
+            due = (e + 1) % spec.eval_every == 0
+            return lax.cond(last, full, lambda: lax.cond(due, sub, skip))
         order = inputs.get("order")
         masks = inputs.get("dropout_masks")
         def fresh():
@@ -361,8 +398,7 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
             dm = None if masks is None else masks[:, k]
             ts, m = blocked_vmap(lambda h, r, lr, t, o, dm: one(h, r, lr, t, e, o, dm), train_block, groups)(
                 hp, runs, lr_e, ts, o, dm)
-            m.update(blocked_vmap(lambda p, s, r: eval_metrics(spec, p, s, x_eval, y_eval, r), eval_block, groups)(
-                ts.params, ts.model_state, runs))
+            m.update(evaluation(ts, e))
             active = e < runs.epochs
             m = {k2: (jnp.where(active, v, jnp.nan) if k2 in METRICS else v) for k2, v in m.items()}
             score = best_score(m, spec.n_val)

@@ -276,7 +276,7 @@ def _colour_map(colour, configs, seeds_vary: bool):
     return [m[getattr(c, name)] for c in configs], legend, name
 
 
-def _finite_prefix(x: np.ndarray, y: np.ndarray):
+def _finite_points(x: np.ndarray, y: np.ndarray):
     ok = np.isfinite(y)
     return np.column_stack([x[ok], y[ok]])
 
@@ -342,7 +342,7 @@ def fig_curves(result, axes) -> tuple[str, str]:
             ax = grid[r][col]
             segs, cols, dsegs = [], [], []
             for i in drawn:
-                seg = _finite_prefix(epochs, result.curves[m][i])
+                seg = _finite_points(epochs, result.curves[m][i])
                 if len(seg) == 0:
                     continue
                 if diverged[i]:

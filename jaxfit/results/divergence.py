@@ -50,12 +50,23 @@ def _param_max_abs(params) -> float:
     return float(max(a.max() for a in leaves)) if leaves else 0.0
 
 
+def evaluated_epochs(n: int, eval_every: int = 1) -> np.ndarray:
+    """[n] bool: the epochs a config of `n` epochs is always evaluated at (jaxfit.sweep's eval_every:
+    every eval_every-th epoch and the last; other configs' last epochs may add more)."""
+    e = np.arange(n)
+    return ((e + 1) % max(int(eval_every), 1) == 0) | (e == n - 1)
+
+
 def divergence(metrics: dict[str, np.ndarray], params, loss: str | None = None,
-                num_classes: int | None = None) -> tuple[int, str]:
+               num_classes: int | None = None, eval_every: int = 1) -> tuple[int, str]:
     """(first diverged epoch, 0-based, or -1; the rule that fired, or ""), see DIVERGENCE_RULES.
-    Without `loss` and `num_classes` only the "nonfinite" and "param_blowup" rules apply."""
+    Without `loss` and `num_classes` only the "nonfinite" and "param_blowup" rules apply. With
+    `eval_every` > 1 a NaN evaluation counts only at the epochs always evaluated (NaN elsewhere
+    means "not evaluated"); an infinite one counts wherever it is."""
     n = len(metrics["train_loss"])
-    bad = ~np.isfinite(metrics["train_loss"]) | ~np.isfinite(metrics["full_train_loss"])
+    full_eval = np.asarray(metrics["full_train_loss"], dtype=np.float64)
+    counted = evaluated_epochs(n, eval_every) | ~np.isnan(full_eval)
+    bad = ~np.isfinite(metrics["train_loss"]) | (~np.isfinite(full_eval) & counted)
     if bad.any():
         return int(np.argmax(bad)), "nonfinite"
     leaves = [np.asarray(v) for v in flatten(params).values()]

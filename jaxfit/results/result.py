@@ -48,7 +48,8 @@ class SweepResult:
         self._best = (best_params, best_states) if best_params is not None else None
         self.meta = meta
         k = (meta.get("dataset") or {}).get("num_classes")
-        div = [divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k)
+        every = int(meta.get("eval_every") or 1)
+        div = [divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k, every)
                for i, c in enumerate(self.configs)]
         self.diverged_epoch = np.array([d[0] for d in div], dtype=np.int64)
         self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
