@@ -11,7 +11,10 @@ def test_parity_task_passes_and_plots(tmp_path, capsys):
     png = tmp_path / "overlay.png"
     assert main(["parity", "doc2_heart_standardized", "--dtype", "float64", "--epochs", "5", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "PASS: largest deviation" in out and out.count("\n") >= 7
+    assert "PASS: measured deviation" in out and out.count("\n") >= 7
+    line = next(x for x in out.splitlines() if x.startswith("PASS"))
+    measured, tol = float(line.split()[3]), float(line.split("within the tolerance ")[1].split()[0])
+    assert 0 <= measured <= tol == 1e-10 and "docs/parity.md" in line  # the bound quoted is the one applied
     assert png.stat().st_size > 10_000
 
 
@@ -29,7 +32,7 @@ def test_verdict_fails_and_names_the_first_epoch():
     t["train_loss"][1:] = [1e-12, 1e-3]
     r = parity.Replay(cfg, data, j, t, steps=30, tol=1e-10, why="test")
     assert not r.ok and r.first_violation == 2
-    assert r.verdict().startswith("FAIL: deviation 0.001 > 1e-10 first at epoch 3")
+    assert r.verdict().startswith("FAIL: measured deviation 0.001 exceeds the tolerance 1e-10 first at epoch 3")
 
 
 def test_bad_target_exits_2(capsys):

@@ -1,12 +1,12 @@
 """Convergence parity: each framework with its own random numbers and its own initialisation.
 
 Primary metric per task (declared here, before looking): the area under the full-data training-loss
-curve, i.e. the mean of the eval-mode training-split losses at the end of every epoch (PARITY.md: it
+curve, i.e. the mean of the eval-mode training-split losses at the end of every epoch (docs/parity.md: it
 caught what final accuracy missed). Each task compares jaxfit's N_SEEDS seeds with PyTorch's N_SEEDS
 seeds by two one-sided tests for equivalence within MARGIN_SD pooled standard deviations, Holm-
 corrected across the tasks; Welch's t and Hedges' g are reported beside it.
 
-Why N_SEEDS = 128: at a margin of 0.75 SD, TOST's power is 81% at n = 32 a side (PARITY.md), so five
+Why N_SEEDS = 128: at a margin of 0.75 SD, TOST's power is 81% at n = 32 a side (docs/parity.md), so five
 tasks at n = 32 would fail by chance most of the time. Requiring every Holm-adjusted TOST p < 0.05 of
 five tasks puts the worst one at p < 0.01; at n = 128 its chance of missing with no true difference
 is about 1e-4 per task (0.75 * sqrt(128 / 2) = 6 standard errors of room against a t quantile of
@@ -29,7 +29,7 @@ from torchref import stats, tasks
 from jaxfit.results import provenance
 
 N_SEEDS = 128
-MARGIN_SD = 0.75  # PARITY.md: detects flax's default init (g about -3) and a 20%-off rate (g about +1.1)
+MARGIN_SD = 0.75  # docs/parity.md: detects flax's default init (g about -3) and a 20%-off rate (g about +1.1)
 ALPHA = 0.05
 TASK_NAMES = list(tasks.TASKS)
 RESULTS = os.path.join(os.path.dirname(__file__), "results")

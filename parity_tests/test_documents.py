@@ -1,4 +1,4 @@
-"""The source documents' claims (../shared/SEEDS.md), each reproduced in PyTorch and in jaxfit.
+"""The source documents' claims (docs/documents.md), each reproduced in PyTorch and in jaxfit.
 
 PyTorch side: `torchref.documents`, the documents' own code (DataLoader, nn.Module, torch.optim),
 seeded with `torch.manual_seed(seed)`. jaxfit side: `jaxfit.sweep` over `Config(..., seed=s)`, every

@@ -49,7 +49,7 @@ def test_init_distribution_matches_pytorch(scheme):
 
 
 def test_jaxfit_torch_init_is_not_flax_kaiming_trap():
-    """PARITY.md: flax's kaiming_uniform (jax's he_uniform) is He-uniform, 2.45x torch's bound. The KS
+    """docs/parity.md: flax's kaiming_uniform (jax's he_uniform) is He-uniform, 2.45x torch's bound. The KS
     test sees the trap (He-uniform draws against PyTorch's), and jaxfit's own "torch" draws are
     told apart from He-uniform ones: this fails if jaxfit drew flax's default."""
     import jax

@@ -21,7 +21,7 @@ The cases, all float64 on CPU:
   start, swings past -30 and then past +30 (asserted below from the run's own parameters) with most
   points saturated on the wrong side, where the clamp alone sets the gradient, before the run
   recovers (loss 0.67 at the end). Per-epoch metrics and final parameters are compared at the
-  float64 tolerances of test_trajectory.py (../shared/PARITY.md). The hidden units are ReLU: with
+  float64 tolerances of test_trajectory.py (docs/parity.md). The hidden units are ReLU: with
   the document's sigmoid hidden units every unit is saturated by inputs near 92, the output is the
   same for every point and no learning rate that keeps float64 rounding below the tolerances drives
   it past 30;
@@ -57,7 +57,7 @@ from jaxfit.nn import layers, losses
 # Most tests here evaluate jaxfit's layers and losses on float64 JAX arrays of their own: x64 for this module.
 pytestmark = pytest.mark.usefixtures("x64")
 
-# test_trajectory.py's float64 bounds (../shared/PARITY.md: identical runs agree to 4.4e-16 over 100
+# test_trajectory.py's float64 bounds (docs/parity.md: identical runs agree to 4.4e-16 over 100
 # steps and 5.4e-13 over 1,000; the smallest real mismatch it lists is 1e-8).
 LOSS_ATOL_F64 = 1e-10
 PARAM_ATOL_F64 = 1e-9

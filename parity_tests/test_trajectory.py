@@ -25,6 +25,8 @@ compiled structures is what the run time depends on (about 1.5 s each on a 2-cor
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +45,7 @@ from jaxfit.program.train import KEY_DROPOUT, METRICS, effective_batch
 from torchref.train import make_scheduler
 
 # ----------------------------------------------------------------------------- tolerances
-# ../shared/PARITY.md, measured with torch 2.13 CPU and jax 0.10.2 XLA:CPU on identical runs (same
+# docs/parity.md, measured with torch 2.13 CPU and jax 0.10.2 XLA:CPU on identical runs (same
 # weights, same batches): in float64 the largest |loss_torch - loss_jax| over the first 100 steps was
 # 4.4e-16 (SGD, momentum, Adam, batch 1) and at most 5.4e-13 over 1,000 steps, while the smallest real
 # semantic mismatch it lists (float32 schedule values under x64) is 1e-8. So 1e-10 for losses and 1e-9
@@ -54,7 +56,7 @@ PARAM_ATOL_F64 = 1e-9
 # with the expm1 bias correction (8.2e-5 with optax's float32 `1 - b**t`, which this bound rejects).
 LOSS_ATOL_F32 = 1e-5
 PARAM_ATOL_F32 = 2e-4
-F32_MAX_STEPS = 100  # PARITY.md: float32 identical runs part chaotically well before 1,000 steps
+F32_MAX_STEPS = 100  # docs/parity.md: float32 identical runs part chaotically well before 1,000 steps
 F64_MAX_STEPS = 1000
 
 LOSS_METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "val_loss")
@@ -105,7 +107,7 @@ CASES = [
     case("schedule_exponential", momentum=0.9, schedule="exponential", gamma=0.8),
     case("schedule_cosine", momentum=0.9, schedule="cosine", t_max=4, eta_min=0.005),  # past T_max: rises again
     case("adam_schedule_cosine", optimizer="adam", lr=0.01, schedule="cosine"),
-    # PARITY.md: under a schedule optax's RMSprop momentum holds lr-scaled updates, torch's does not
+    # docs/parity.md: under a schedule optax's RMSprop momentum holds lr-scaled updates, torch's does not
     case("rmsprop_momentum_schedule_step", optimizer="rmsprop", lr=0.003, momentum=0.9, schedule="step",
          step_size=2, gamma=0.5),
     # activations
@@ -220,6 +222,38 @@ def curve_violations(torch_curves, jax_curves, names, atol) -> list[str]:
     return out
 
 
+def max_dev(torch_curves, jax_curves, names) -> float:
+    """The largest |torch - jaxfit| over the curves `names` (0 where both are NaN)."""
+    out = 0.0
+    for m in names:
+        a, b = np.asarray(torch_curves[m], np.float64), np.asarray(jax_curves[m], np.float64)
+        d = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+        out = max(out, float(np.max(d)) if d.size else 0.0)
+    return out
+
+
+def max_tree_dev(torch_tree, jax_tree) -> float:
+    ft, fj = flatten(torch_tree), flatten(jax_tree)
+    return max((float(np.max(np.abs(np.asarray(ft[k], np.float64) - np.asarray(fj[k], np.float64))))
+                for k in ft if k in fj and np.size(ft[k])), default=0.0)
+
+
+# Each case's measured deviation, written to $JAXFIT_PARITY_RESULTS (a JSON file) at the end of the
+# module when set: the drift table of docs/parity.md comes from there (parity_tests/drift_table.py).
+MEASURED: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_measured():
+    yield
+    path = os.environ.get("JAXFIT_PARITY_RESULTS")
+    if path and MEASURED:
+        from jaxfit.results import provenance
+
+        with open(path, "w") as f:
+            json.dump({"provenance": provenance(), "cases": MEASURED}, f, indent=1, default=str)
+
+
 def tree_violations(kind: str, torch_tree, jax_tree, atol) -> list[str]:
     """One line per leaf (path such as params/dense/0/w) that differs by more than atol."""
     ft, fj = flatten(torch_tree), flatten(jax_tree)
@@ -320,7 +354,7 @@ def test_cases_cover_every_choice():
 
 
 def test_cases_stay_within_the_measured_horizon(parity_data):
-    """The tolerances are justified only for short runs (PARITY.md): <= 100 steps in float32, 1,000 in float64."""
+    """The tolerances are justified only for short runs (docs/parity.md): <= 100 steps in float32, 1,000 in float64."""
     for c in CASES:
         steps, _ = steps_per_epoch(c.config, parity_data[c.data].n_train)
         total = steps * c.config.epochs
@@ -346,6 +380,10 @@ def test_trajectory(c: Case, jax_runs, parity_data):
         assert np.isfinite(tr.curves[m]).all(), f"{describe(c)}: PyTorch's {m} is not finite: fix the case"
     assert len(tr.step_losses) == c.config.epochs * p.order.shape[1]
 
+    MEASURED[c.id] = {"data": c.data, "dtype": c.config.dtype, "steps": int(len(tr.step_losses)),
+                      "loss_dev": max_dev(tr.curves, jcurves, LOSS_METRICS), "loss_tol": loss_atol,
+                      "param_dev": max(max_tree_dev(tr.params(), jparams), max_tree_dev(tr.model_state(), jstate)),
+                      "param_tol": param_atol, "describe": describe(c)}
     problems = (curve_violations(tr.curves, jcurves, LOSS_METRICS, loss_atol)
                 + curve_violations(tr.curves, jcurves, ACC_METRICS, acc_atol)
                 + tree_violations("params", tr.params(), jparams, param_atol)

@@ -96,7 +96,7 @@ def test_one_program_per_bucket(sum_bin_small):
 
 
 def test_layout_independence_float64(sum_bin_small):
-    """float64: a config alone, in a chunk of 8, or chunked by 3 agrees to 1e-10 / 1e-9 (PARITY.md)."""
+    """float64: a config alone, in a chunk of 8, or chunked by 3 agrees to 1e-10 / 1e-9 (docs/parity.md)."""
     cfgs = [Config(hidden=(16, 16), optimizer=o, lr=0.02, momentum=0.9 if o == "sgd" else 0.0, epochs=4,
                    batch_size=16, seed=s, dtype="float64") for o in ("sgd", "adam") for s in range(4)]
     whole = jaxfit.sweep(sum_bin_small, cfgs)  # one chunk of 4 per bucket

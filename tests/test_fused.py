@@ -22,7 +22,7 @@ from jaxfit.engine import plan
 from jaxfit.nn import layers
 from jaxfit.program.train import make_segment, run_of, spec_of
 
-STEPS_TOL = 1e-10  # float64 losses over 1,000 steps (PARITY.md), as the trajectory parity suite
+STEPS_TOL = 1e-10  # float64 losses over 1,000 steps (docs/parity.md), as the trajectory parity suite
 PARAM_TOL = 1e-9
 
 

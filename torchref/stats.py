@@ -63,7 +63,7 @@ def tost(a, b, margin: float) -> float:
 
 def compare(a, b, margin_sd: float = 0.75) -> Comparison:
     """Compare samples a and b (one value per seed). The equivalence margin is `margin_sd` pooled
-    standard deviations (PARITY.md: 0.75 caught flax's default init and a 20%-off learning rate)."""
+    standard deviations (docs/parity.md: 0.75 caught flax's default init and a 20%-off learning rate)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or len(b) < 3:
         raise UserError(f"compare: need at least 3 values a side, got {len(a)} and {len(b)}")
