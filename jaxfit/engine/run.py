@@ -266,7 +266,9 @@ def build_user_models(factory: Callable, data: Dataset, configs: Sequence[Config
             g, p, s = split_for_program(module)
             x = np.asarray(data.x_train[:2], c.dtype)
             try:
-                shape = jax.eval_shape(lambda p, s: apply_graph(g, p, s, x, train=False)[0], p, s).shape
+                # checked in the config's dtype, as the program will run it (_as_dtype)
+                shape = jax.eval_shape(lambda p, s: apply_graph(g, p, s, x, train=False)[0],
+                                       _as_dtype(p, c.dtype), _as_dtype(s, c.dtype)).shape
             except Exception as e:  # the module cannot take x: say which module, and x's width
                 first = " ".join(str(e).split())[:300]
                 raise UserError(f"model: config {i}'s module {type(module).__name__} fails on x of shape "
