@@ -23,13 +23,16 @@ def _positive_int(name: str, v, remedy: str) -> None:
         raise UserError(f"{name}={v!r} is invalid: {remedy}")
 
 
-def _check_options(chunk_size, memory_budget, segment) -> None:
+def _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows) -> None:
     """The numeric options, checked before anything is planned or compiled."""
     _positive_int("chunk_size", chunk_size, "need a positive integer (configs per compiled chunk), or None for as "
                   "many as fit the memory budget")
     _positive_int("memory_budget", memory_budget, "need a positive integer number of bytes (e.g. 2 * 2**30 for "
                   "2 GiB), or None for the default (70% of an accelerator's memory, half the RAM on a CPU)")
     _positive_int("segment", segment, "need a positive integer (epochs per program call), or None for the default")
+    _positive_int("eval_every", eval_every, "need a positive integer (epochs between evaluations; 1: every epoch)")
+    _positive_int("eval_rows", eval_rows, "need a positive integer (rows of each split evaluated between the last "
+                  "epochs), or None for every row")
 
 
 def _check_inputs(data, configs) -> None:
@@ -113,10 +116,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         from the subsample (an estimate of the full split's numbers).
     """
     configs = list(configs)
-    _check_options(chunk_size, memory_budget, segment)
-    _positive_int("eval_every", eval_every, "need a positive integer (epochs between evaluations; 1: every epoch)")
-    _positive_int("eval_rows", eval_rows, "need a positive integer (rows of each split evaluated between the last "
-                  "epochs), or None for every row")
+    _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)
     _check_inputs(data, configs)
     t0 = time.perf_counter()
     c0 = engine.compile_count()

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from .errors import UserError
+from .results.divergence import counted
 
 __all__ = ["diagnose", "forward", "FLAGS", "prior_loss", "double_softmax_floor"]
 
@@ -252,8 +253,7 @@ def diagnose(result, data=None) -> pd.DataFrame:
         cur = {m: np.asarray(result.curves[m][i, : c.epochs], np.float64) for m in result.curves}
         every = int(result.meta.get("eval_every") or 1)
         full = cur["full_train_loss"]
-        if every > 1:  # sweep(eval_every=k): NaN marks the epochs not evaluated; the windows count evaluations
-            full = full[~np.isnan(full)]
+        full = full[counted(full, every)]  # sweep(eval_every=k): the epochs evaluated; the windows count them
         final = float(full[-1]) if full.size else math.nan
         diverged = bool(result.diverged[i])
         rule = result.diverged_rule[i] if hasattr(result, "diverged_rule") else ("nonfinite" if diverged else "")

@@ -42,6 +42,14 @@ def test_evaluated_epochs_equal_an_every_epoch_run_and_training_is_untouched(run
                                    atol=1e-10)
 
 
+def test_table_metrics_read_the_evaluated_epochs(runs):
+    _, configs, _, third, _ = runs
+    for i, c in enumerate(configs[:-1]):  # the last one diverged
+        full = third.curves["full_train_loss"][i, : c.epochs]
+        assert third.table["auc_full_train_loss"].iloc[i] == pytest.approx(np.nanmean(full), rel=1e-15)
+        assert third.table["final_val_acc"].iloc[i] == third.curves["val_acc"][i, c.epochs - 1]
+
+
 def test_best_epoch_is_the_best_evaluated_one(runs):
     _, configs, _, third, _ = runs
     for i, c in enumerate(configs):

@@ -92,12 +92,13 @@ def _build(args):
                                 title="quick" if args.quick else "default", max_configs=limit)
 
 
-def _estimate(spec, loaded, budget):
-    """Per dataset: the programs, chunks, memory and time estimates (engine.run.plan_programs; nothing
-    compiles)."""
+def _estimate(spec, loaded, budget, fuse):
+    """Per dataset: the programs, chunks, memory and time estimates (engine.run.plan_programs, as the
+    run with this `fuse` will plan them; nothing compiles)."""
     from jaxfit.engine.run import plan_programs
 
-    return [p for run, data in zip(spec.data, loaded) for p in plan_programs(data, spec.configs, budget, run.label)]
+    return [p for run, data in zip(spec.data, loaded) for p in plan_programs(data, spec.configs, budget, run.label,
+                                                                             fuse)]
 
 
 def _param_bytes(spec, loaded) -> int:
@@ -216,7 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             except ValueError as e:
                 raise UserError(f"{run.label}: {e}") from None
     budget = jaxfit.engine.memory_budget()
-    rows = _estimate(spec, loaded, budget)
+    rows = _estimate(spec, loaded, budget, args.fuse)
     disk = _param_bytes(spec, loaded)
     out = _out_dir(args, spec)
     if args.dry_run:

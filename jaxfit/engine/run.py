@@ -71,10 +71,14 @@ class ChunkPlan:
     bytes: int | None = None  # XLA's memory analysis of the compiled chunk program
     cached: bool = False  # the program came from this process's cache
     source: str = ""  # "compiled", "disk" (JAX's persistent cache) or "process"
-    resumed: int = 0  # chunks loaded from a checkpoint instead of trained
-    resumed_chunks: list = field(default_factory=list)  # their indices into `chunks`
+    resumed_chunks: list = field(default_factory=list)  # indices into `chunks` of those loaded from a checkpoint
     estimate: dict = field(default_factory=dict)
     spec: Any = None
+
+    @property
+    def resumed(self) -> int:
+        """Chunks loaded from a checkpoint instead of trained."""
+        return len(self.resumed_chunks)
 
     def record(self) -> dict[str, Any]:
         """The plan as it is kept in result.meta["plans"] (JSON)."""
@@ -99,11 +103,12 @@ class ProgramPlan:
         return self.bytes_per_config * self.chunk_size
 
 
-def plan_programs(data: Dataset, configs: Sequence[Config], budget: int, label: str = "") -> list[ProgramPlan]:
-    """The programs `run_sweep` would compile for `configs` on `data` and their chunks under `budget`
-    (nothing compiles): the plan a dry run prints and the memory limit checks."""
+def plan_programs(data: Dataset, configs: Sequence[Config], budget: int, label: str = "",
+                  fuse: str = "auto") -> list[ProgramPlan]:
+    """The programs `run_sweep` would compile for `configs` on `data` (with the same `fuse`) and their
+    chunks under `budget` (nothing compiles): the plan a dry run prints and the memory limit checks."""
     ndev = len(jax.devices())
-    buckets = plan_buckets(data, configs)
+    buckets = plan_buckets(data, configs, fuse=fuse)
     out = []
     for b, row in zip(buckets, planmod.describe(buckets, configs)):
         size = initial_chunk(b, None, budget, ndev)
@@ -113,8 +118,6 @@ def plan_programs(data: Dataset, configs: Sequence[Config], budget: int, label: 
 
 
 @dataclass
-
-
 class SweepRun:
     """What `run_sweep` returns: per config its metrics ({name: [own epochs]}), final parameters and
     model state (in its own layout), and the plan with its estimates and measured times."""
@@ -403,7 +406,6 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                     out[kind][i] = o[kind]
             if bar is not None:
                 bar.resumed(sum(configs[i].epochs for i in members))
-            plan.resumed += 1
             plan.resumed_chunks.append(ci)
             if on_chunk is not None:
                 on_chunk(plan, ci, out)

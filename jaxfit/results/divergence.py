@@ -57,6 +57,13 @@ def evaluated_epochs(n: int, eval_every: int = 1) -> np.ndarray:
     return ((e + 1) % max(int(eval_every), 1) == 0) | (e == n - 1)
 
 
+def counted(curve: np.ndarray, eval_every: int = 1) -> np.ndarray:
+    """[epochs] bool: the epochs of an evaluation curve that hold a value: those always evaluated
+    (`evaluated_epochs`) and any other that is not NaN (NaN there means "not evaluated")."""
+    curve = np.asarray(curve, np.float64)
+    return evaluated_epochs(len(curve), eval_every) | ~np.isnan(curve)
+
+
 def divergence(metrics: dict[str, np.ndarray], params, loss: str | None = None,
                num_classes: int | None = None, eval_every: int = 1) -> tuple[int, str]:
     """(first diverged epoch, 0-based, or -1; the rule that fired, or ""), see DIVERGENCE_RULES.
@@ -65,8 +72,7 @@ def divergence(metrics: dict[str, np.ndarray], params, loss: str | None = None,
     means "not evaluated"); an infinite one counts wherever it is."""
     n = len(metrics["train_loss"])
     full_eval = np.asarray(metrics["full_train_loss"], dtype=np.float64)
-    counted = evaluated_epochs(n, eval_every) | ~np.isnan(full_eval)
-    bad = ~np.isfinite(metrics["train_loss"]) | (~np.isfinite(full_eval) & counted)
+    bad = ~np.isfinite(metrics["train_loss"]) | (~np.isfinite(full_eval) & counted(full_eval, eval_every))
     if bad.any():
         return int(np.argmax(bad)), "nonfinite"
     leaves = [np.asarray(v) for v in flatten(params).values()]

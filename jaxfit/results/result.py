@@ -30,7 +30,7 @@ from ..errors import ConfigIndexError, UserError
 from ..io import files as fsio
 from ..io.tree import flatten, unflatten
 from ..program.train import METRICS
-from .divergence import divergence
+from .divergence import counted, divergence
 
 FORMAT_VERSION = 2  # 2: manifest.json (sizes and sha256 of every file), table.csv
 HIGHER_IS_BETTER = {"train_acc", "val_acc"}
@@ -54,6 +54,7 @@ class SweepResult:
         self.diverged_epoch = np.array([d[0] for d in div], dtype=np.int64)
         self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
         self._table: pd.DataFrame | None = None
+        self._base_table: pd.DataFrame | None = None
         self._diagnostics: pd.DataFrame | None = None  # set_diagnostics: jaxfit.diagnose's columns
         self._user = None  # model=: per config (graphdef, params State, state State) of the user's module
 
@@ -125,7 +126,17 @@ class SweepResult:
 
     @property
     def table(self) -> pd.DataFrame:
+        """One row per config: its fields, final / best / area metrics, divergence, and the
+        diagnostics handed over by `set_diagnostics` (jaxfit.sweep and load do)."""
         if self._table is None:
+            base = self._metrics_table()
+            self._table = base if self._diagnostics is None else base.join(self._diagnostics)
+        return self._table
+
+    def _metrics_table(self) -> pd.DataFrame:
+        """The table without the diagnostics (computed once: set_diagnostics only joins to it)."""
+        if self._base_table is None:
+            every = int(self.meta.get("eval_every") or 1)
             rows = []
             for i, c in enumerate(self.configs):
                 row: dict[str, Any] = {"config": i}
@@ -138,16 +149,14 @@ class SweepResult:
                 vl = self.curves["val_loss"][i, : c.epochs]
                 row["best_val_acc"] = float(np.nanmax(va)) if np.isfinite(va).any() else math.nan
                 row["best_val_loss"] = float(np.nanmin(vl)) if np.isfinite(vl).any() else math.nan
-                row["auc_full_train_loss"] = float(np.mean(self.curves["full_train_loss"][i, : c.epochs]))
+                full = self.curves["full_train_loss"][i, : c.epochs]
+                row["auc_full_train_loss"] = float(np.mean(full[counted(full, every)]))  # the epochs evaluated
                 row["diverged"] = bool(self.diverged_epoch[i] >= 0)
                 row["diverged_epoch"] = int(self.diverged_epoch[i])
                 row["diverged_rule"] = self.diverged_rule[i]
                 rows.append(row)
-            table = pd.DataFrame(rows).set_index("config")
-            if self._diagnostics is not None:  # the flags, `diagnosis` and `best_epoch` (set_diagnostics)
-                table = table.join(self._diagnostics)
-            self._table = table
-        return self._table
+            self._base_table = pd.DataFrame(rows).set_index("config")
+        return self._base_table
 
     def summary(self, by: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
                 confidence: float = 0.95) -> pd.DataFrame:
@@ -423,13 +432,11 @@ class SweepResult:
         if held != set(range(n)):
             raise no(f"params.npz: holds {len(held)} configs, configs.json {n}")
         try:
-            import pyarrow.parquet as pq
-
-            rows = pq.ParquetFile(os.path.join(path, "table.parquet")).metadata.num_rows
+            saved = pd.read_parquet(os.path.join(path, "table.parquet"))
         except Exception as e:
             raise no(f"table.parquet unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
-        if rows != n:
-            raise no(f"table.parquet: holds {rows} configs, configs.json {n}")
+        if len(saved) != n:
+            raise no(f"table.parquet: holds {len(saved)} configs, configs.json {n}")
         params = [unflatten(p["params"]) for p in per]
         states = [unflatten(p["state"]) for p in per]
         has_best = any(p["best_params"] for p in per)
@@ -437,11 +444,8 @@ class SweepResult:
             if has_best else (None, None)
         meta.pop("format_version", None)
         result = cls(configs, curves, params, states, meta, *best)
-        try:  # the diagnostics saved with the table (jaxfit.diagnose's columns), as they were computed
-            saved = pd.read_parquet(os.path.join(path, "table.parquet"))
-        except Exception as e:
-            raise no(f"table.parquet unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from e
-        base = set(result.table.columns) | {"config"}
+        # the diagnostics saved with the table (jaxfit.diagnose's columns), as they were computed
+        base = set(result._metrics_table().columns) | {"config"}
         extra = [c for c in saved.columns if c not in base]
         if extra:
             diag = saved[extra].copy()
