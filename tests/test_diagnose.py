@@ -8,7 +8,7 @@ import pytest
 
 import jaxfit
 from jaxfit import Config
-from jaxfit.diagnostics import FLAGS, double_softmax_floor, forward, prior_loss
+from jaxfit.diagnostics import FLAGS, double_softmax_floor, forward, prior_loss, unit_stats, unit_stats_many
 from jaxfit.results import (BCE_CLAMP, BCE_CLAMP_FRACTION, LOSS_BLOWUP_FACTOR, PARAM_BLOWUP, SweepResult,
                             chance_loss)
 from jaxfit.results import divergence as _divergence
@@ -161,6 +161,23 @@ def test_forward_matches_outputs(sum_mod, heart):
             got = forward(c, r.params(i), r.model_state(i), np.asarray(data.x_train, c.dtype))["out"]
             tol = 1e-9 if c.dtype == "float64" else 2e-5
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=k)
+
+
+def test_batched_unit_stats_equal_one_pass_per_config(sum_mod, heart):
+    """The diagnostics' batched pass (one compiled pass per structure) reads what `forward` of each
+    config alone gives: every layout of the fixtures, several configs sharing a structure."""
+    for data, r, ix, _ in (sum_mod, heart):
+        live = [i for i in range(len(r.configs)) if not r.diverged[i]]
+        x = np.asarray(data.x_train, np.float64)
+        got = unit_stats_many([r.configs[i] for i in live], [r.params(i) for i in live],
+                              [r.model_state(i) for i in live], x)
+        for i, g in zip(live, got):
+            want = unit_stats(forward(r.configs[i], r.params(i), r.model_state(i), x))
+            for key in ("pinned_sigmoid", "pinned_tanh", "active"):
+                assert len(g[key]) == len(want[key]) == len(r.configs[i].hidden)
+                for a, b in zip(g[key], want[key]):
+                    np.testing.assert_allclose(a, b, atol=1e-12, err_msg=f"{i} {key}")
+            assert abs(g["out_saturated"] - float(want["out_saturated"])) < 1e-12 and g["rows"] == want["rows"]
 
 
 def test_table_carries_the_diagnostics_and_a_saved_result_diagnoses_alone(heart, tmp_path):

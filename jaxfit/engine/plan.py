@@ -147,24 +147,34 @@ def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: 
 
 
 def _greedy(cur: list, platform: str) -> list:
-    """Merge the pair of buckets whose merge lowers the estimated total most, until none does."""
-    est = [_total(estimate(s, len(m), platform)) for s, m in cur]
-    while len(cur) > 1:
+    """Merge the pair of buckets whose merge lowers the estimated total most, until none does (the
+    first such pair in list order on ties). Each pair's merge is estimated once: a merge only adds
+    the pairs of the new bucket, so a plan of k units fuses O(k^2) specs, not O(k^3)."""
+    items = [(s, list(m), _total(estimate(s, len(m), platform))) for s, m in cur]
+    pairs: dict[tuple[int, int], tuple[float, ProgramSpec, float]] = {}
+
+    def pair(a, b):
+        key = (id(items[a]), id(items[b]))
+        got = pairs.get(key)
+        if got is None:
+            spec = fuse_specs([items[a][0], items[b][0]])
+            t = _total(estimate(spec, len(items[a][1]) + len(items[b][1]), platform))
+            got = pairs[key] = (items[a][2] + items[b][2] - t, spec, t)
+        return got
+
+    while len(items) > 1:
         best = None
-        for a in range(len(cur)):
-            for b in range(a + 1, len(cur)):
-                spec = fuse_specs([cur[a][0], cur[b][0]])
-                t = _total(estimate(spec, len(cur[a][1]) + len(cur[b][1]), platform))
-                gain = est[a] + est[b] - t
+        for a in range(len(items)):
+            for b in range(a + 1, len(items)):
+                gain, spec, t = pair(a, b)
                 if gain > 1e-9 and (best is None or gain > best[0]):
                     best = (gain, a, b, spec, t)
         if best is None:
             break
         _, a, b, spec, t = best
-        merged = (spec, cur[a][1] + cur[b][1])
-        cur = [x for k, x in enumerate(cur) if k not in (a, b)] + [merged]
-        est = [e for k, e in enumerate(est) if k not in (a, b)] + [t]
-    return cur
+        merged = (spec, items[a][1] + items[b][1], t)
+        items = [x for k, x in enumerate(items) if k not in (a, b)] + [merged]
+    return [(s, m) for s, m, _ in items]
 
 
 def segment_epochs(spec: ProgramSpec, n_configs: int, platform: str, target_s: float = 1.5,
