@@ -14,8 +14,9 @@ def test_activation_flags_use_a_seeded_subsample_of_large_splits(monkeypatch):
     data = jaxfit.datasets.sum_bin(n=300, seed=0)
     r = jaxfit.sweep(data, [jaxfit.Config(hidden=(8,), epochs=2, seed=s) for s in (0, 1)])
     seen = []
-    real = dg.forward
-    monkeypatch.setattr(dg, "forward", lambda c, p, s, x: seen.append(np.array(x)) or real(c, p, s, x))
+    real = dg.unit_stats_many  # every config's activation statistics, from one x for all of them
+    monkeypatch.setattr(dg, "unit_stats_many",
+                        lambda cs, p, s, x: seen.extend([np.array(x)] * len(cs)) or real(cs, p, s, x))
     full = dg.diagnose(r, data)
     assert [x.shape[0] for x in seen] == [300, 300]
     seen.clear()
