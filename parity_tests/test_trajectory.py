@@ -328,6 +328,20 @@ def jax_runs(parity_data, request):
 # ----------------------------------------------------------------------------- the tests
 
 
+def test_every_case_is_covered_by_its_planned_program(parity_data):
+    """These cases plan into fused programs that hold each member's choices (a planner cache keyed by
+    id() once reused a freed bucket's merge here, and a case's input_norm was missing from its program,
+    so the whole suite errored in setup)."""
+    from jaxfit.engine import plan
+    from jaxfit.program.train import run_of
+
+    for name, data in parity_data.items():
+        configs = [c.config for c in CASES if c.data == name]
+        for b in plan.plan_buckets(data, configs, platform="cpu"):
+            for i in b.members:
+                run_of(b.spec, configs[i], given_params=True, given_state=True)   # raises if not covered
+
+
 def test_cases_cover_every_choice():
     """Every categorical value of every Config field (but init, see the module docstring) is in CASES."""
     cfgs = [c.config for c in CASES]

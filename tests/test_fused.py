@@ -214,7 +214,7 @@ def test_float64_sweep_leaves_x64_off_and_float32_programs_cached(small):
 
 def _x64_scope_checks(small):
     assert not jax.config.jax_enable_x64
-    c32 = [Config(hidden=(4,), epochs=2, seed=s) for s in range(2)]
+    c32 = [Config(hidden=(4,), epochs=2, seed=s) for s in range(40)]
     jaxfit.sweep(small, c32)
     c0 = jaxfit.compile_count()
     r64 = jaxfit.sweep(small, [c.replace(dtype="float64") for c in c32])
@@ -252,3 +252,50 @@ def test_second_process_compiles_nothing_with_the_persistent_cache(tmp_path):
     assert warm["programs_compiled"] == 0 and warm["programs_from_disk"] == warm["programs"]
     assert warm["hits"] >= warm["programs"]
     assert warm["loss"] == cold["loss"]  # the cached program computes the same numbers
+
+
+def _reference_greedy(cur, platform):
+    """The planner's greedy merge written plainly (every pair re-estimated every round)."""
+    est = [plan._total(plan.estimate(s, len(m), platform)) for s, m in cur]
+    while len(cur) > 1:
+        best = None
+        for a in range(len(cur)):
+            for b in range(a + 1, len(cur)):
+                spec = plan.fuse_specs([cur[a][0], cur[b][0]])
+                t = plan._total(plan.estimate(spec, len(cur[a][1]) + len(cur[b][1]), platform))
+                gain = est[a] + est[b] - t
+                if gain > 1e-9 and (best is None or gain > best[0]):
+                    best = (gain, a, b, spec, t)
+        if best is None:
+            break
+        _, a, b, spec, t = best
+        cur = [x for k, x in enumerate(cur) if k not in (a, b)] + [(spec, cur[a][1] + cur[b][1])]
+        est = [e for k, e in enumerate(est) if k not in (a, b)] + [t]
+    return cur
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_planner_cache_gives_the_plain_greedy_plan_and_covers_every_member(seed):
+    """The cached greedy (each pair estimated once) must give the plain greedy's plan, and every bucket's
+    spec must hold each of its members (a cache keyed by id() once paired a bucket with a freed one's
+    merge, and a config's input_norm was missing from its program)."""
+    data = jaxfit.datasets.sum_bin(n=150, seed=0)
+    rng = np.random.default_rng(seed)
+    space = dict(hidden=[(4,), (16,), (16, 16), (8, 8, 8)], activation=["relu", "tanh", "gelu", "sigmoid"],
+                 optimizer=["sgd", "adam", "rmsprop"], input_norm=["none", "standardize", "batchnorm"], init=["torch", "he_normal"],
+                 encoding=["identity", "fourier"], batchnorm=[False, True], dropout=[0.0, 0.2])
+    configs = [Config(**{k: v[rng.integers(len(v))] for k, v in space.items()}, epochs=10, batch_size=25,
+                      lr=1e-2, seed=int(s)) for s in range(40)]
+    buckets = plan.plan_buckets(data, configs, platform="cpu")
+    units: dict = {}
+    for i, c in enumerate(configs):
+        units.setdefault(plan.remainder(c, data.num_classes), {}).setdefault(plan._unit_key(c), []).append(i)
+    want = []
+    for group in units.values():
+        cur = [(spec_of(configs[m[0]], data.n_train, data.n_val, data.num_features, data.num_classes), list(m))
+               for m in group.values()]
+        want += [sorted(m) for _, m in _reference_greedy(cur, "cpu")]
+    assert sorted(b.members for b in buckets) == sorted(want)
+    for b in buckets:
+        for i in b.members:
+            run_of(b.spec, configs[i], given_params=False, given_state=False)   # raises if not covered

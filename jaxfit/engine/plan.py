@@ -26,6 +26,7 @@ remainder, `"auto"` (default) merges buckets greedily while the estimate falls.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -150,11 +151,12 @@ def _greedy(cur: list, platform: str) -> list:
     """Merge the pair of buckets whose merge lowers the estimated total most, until none does (the
     first such pair in list order on ties). Each pair's merge is estimated once: a merge only adds
     the pairs of the new bucket, so a plan of k units fuses O(k^2) specs, not O(k^3)."""
-    items = [(s, list(m), _total(estimate(s, len(m), platform))) for s, m in cur]
+    serial = itertools.count()   # a bucket's key in the cache: never reused (an id() is, once freed)
+    items = [(s, list(m), _total(estimate(s, len(m), platform)), next(serial)) for s, m in cur]
     pairs: dict[tuple[int, int], tuple[float, ProgramSpec, float]] = {}
 
     def pair(a, b):
-        key = (id(items[a]), id(items[b]))
+        key = (items[a][3], items[b][3])
         got = pairs.get(key)
         if got is None:
             spec = fuse_specs([items[a][0], items[b][0]])
@@ -172,9 +174,9 @@ def _greedy(cur: list, platform: str) -> list:
         if best is None:
             break
         _, a, b, spec, t = best
-        merged = (spec, items[a][1] + items[b][1], t)
+        merged = (spec, items[a][1] + items[b][1], t, next(serial))
         items = [x for k, x in enumerate(items) if k not in (a, b)] + [merged]
-    return [(s, m) for s, m, _ in items]
+    return [(s, m) for s, m, _, _ in items]
 
 
 def segment_epochs(spec: ProgramSpec, n_configs: int, platform: str, target_s: float = 1.5,
