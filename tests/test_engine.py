@@ -255,3 +255,42 @@ def test_cache_blocking_with_a_chunk_the_devices_do_not_divide(sum_bin_small):
     for m in ("train_loss", "val_loss"):
         np.testing.assert_allclose(together.curves[m], alone.curves[m], rtol=0, atol=1e-10, err_msg=m)
     np.testing.assert_allclose(together.params(20)["dense"][1]["w"], alone.params(20)["dense"][1]["w"], rtol=0, atol=1e-9)
+
+
+def test_blocks_align_to_the_choices_and_hints_only_where_every_block_shares_them():
+    """The large sweep's 64-wide bucket: 270 configs per device in groups of 90 that share their
+    choices; a block of 54 would straddle them, so 45 is taken (one branch per block)."""
+    assert cpu.aligned_block(270, 54, {90, 180}) == 45
+    assert cpu.aligned_block(12, 12, {5}) == 1
+    assert cpu.hints_hold(45, 270, {90, 180}) and not cpu.hints_hold(54, 270, {90, 180})
+    assert cpu.hints_hold(0, 6, {6}) and not cpu.hints_hold(0, 12, {6})  # 0: one device's range at once
+    assert cpu.hints_hold(1, 12, {5, 7})
+
+
+@pytest.mark.parametrize("blocks", [(3, 1), (2, 12)])
+def test_a_block_straddling_a_choice_computes_every_branch(sum_bin_small, blocks, monkeypatch):
+    """4 gelu, 4 relu, then 4 tanh configs (sorted by choice), float64, on one or two devices. Blocks
+    of 3 straddle the changes at 4 and 8: training selects (every branch); blocks of 2 switch (one
+    branch per block). Evaluation in one block per device straddles them too; in blocks of 1 it
+    switches. Either way the numbers are those of the program that computes every branch everywhere,
+    so a wrong hint (tanh trained as relu) cannot pass, and the switch must leave XLA conditionals."""
+    from jaxfit.engine import compile as programs
+
+    cfgs = jaxfit.grid(hidden=(8,), activation=["tanh", "relu", "gelu"], seed=range(4), optimizer="adam", lr=1e-2,
+                       batch_size=16, epochs=3, dtype="float64")
+    monkeypatch.setattr(cpu, "block_sizes", lambda *a: blocks)
+    before = set(programs._compiled)
+    hinted = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=12, fuse="all")
+    keys = list(set(programs._compiled) - before)
+    assert [k[6] for k in keys] == [(blocks[0] == 2, blocks[1] == 1)]
+    monkeypatch.setenv("JAXFIT_CHOICE_HINTS", "0")
+    before = set(programs._compiled)
+    plain = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=12, fuse="all")
+    (plain_key,) = set(programs._compiled) - before
+
+    def branches(key):  # XLA conditionals left in the optimised program: a hint's switch is one
+        return programs._compiled[key].as_text().count(" conditional(")
+
+    assert branches(keys[0]) > branches(plain_key), (branches(keys[0]), branches(plain_key))
+    for m in ("train_loss", "val_loss", "train_acc"):
+        np.testing.assert_allclose(hinted.curves[m], plain.curves[m], rtol=0, atol=1e-12, err_msg=m)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from ..program.train import ProgramSpec, make_segment
+from ..program.train import ProgramSpec, choices_of, make_segment
 from . import cpu
 
 _compiled: dict[tuple, Any] = {}
@@ -83,26 +83,40 @@ def x64_scope(dtype: str):
     return jax.enable_x64(dtype == "float64")
 
 
-def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict):
-    """(cache key, blocks, options, groups) of a chunk program."""
+def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict, boundaries=frozenset()):
+    """(cache key, blocks, options, groups, hints) of a chunk program. `boundaries`: where the choices
+    of the chunks it will run change (`program.train.choice_boundaries`); `hints` (training,
+    evaluation) say whether every block of them shares its choices (one branch computed per block)."""
 
     devices = jax.devices()
     platform = devices[0].platform
     groups = len(devices) if mesh_sharding(chunk)[0] is not None else 1  # one group per device shard
-    blocks = cpu.block_sizes(spec, chunk, groups, platform)
+    blocks = cpu.block_sizes(spec, chunk, groups, platform, boundaries)
+    per_dev = chunk // groups
+    hints = (False, False)
+    if choice_hints_on() and choices_of(spec):
+        hints = tuple(cpu.hints_hold(b, per_dev, boundaries) for b in blocks)
     options = {k: v for k, v in cpu.cpu_options(spec, platform).items() if k not in _rejected_options}
-    key = (spec, chunk, seg, tuple(sorted(flags.items())), tuple(devices), blocks, tuple(sorted(options.items())))
-    return key, blocks, options, groups
+    key = (spec, chunk, seg, tuple(sorted(flags.items())), tuple(devices), blocks, hints,
+           tuple(sorted(options.items())))
+    return key, blocks, options, groups, hints
+
+
+def choice_hints_on() -> bool:
+    """JAXFIT_CHOICE_HINTS=0 in the environment computes every branch of every choice for every
+    config, as before blocks shared their choices (for measuring what it gains: benchmarks/)."""
+    return os.environ.get("JAXFIT_CHOICE_HINTS", "1").strip() != "0"
 
 
 def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "highest", inputs: tuple = (),
-        record_steps: bool = False, before: Callable[[], None] | None = None):
+        record_steps: bool = False, before: Callable[[], None] | None = None, boundaries=frozenset()):
     """(compiled program, seconds spent compiling or loading it, how: "process" | "disk" | "compiled").
     Call inside `x64_scope(spec.dtype)`. `inputs`: the names of the optional inputs present.
-    `before()` runs when the program is not already in this process (it is about to be compiled or loaded)."""
+    `before()` runs when the program is not already in this process (it is about to be compiled or loaded).
+    `boundaries`: see `program_key`."""
     _listen()
     flags = {"precision": precision, "inputs": tuple(sorted(inputs)), "record_steps": record_steps}
-    key, blocks, options, groups = program_key(spec, chunk, seg, flags)
+    key, blocks, options, groups, hints = program_key(spec, chunk, seg, flags, boundaries)
     with _lock:
         hit = _compiled.get(key)
     if hit is not None:
@@ -110,7 +124,7 @@ def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "high
     if before is not None:
         before()
     program = make_segment(spec, seg, train_block=blocks[0], eval_block=blocks[1], groups=groups,
-                           record_steps=record_steps)
+                           record_steps=record_steps, hints=hints)
     h0 = _stats["cache_hits"]
     t0 = time.perf_counter()
     with jax.default_matmul_precision(precision):

@@ -105,13 +105,33 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
     return k
 
 
-def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]:
+def aligned_block(per_dev: int, k: int, boundaries) -> int:
+    """The largest divisor of `per_dev` at most `k` that every boundary is a multiple of (a block of
+    it never straddles a change of choice; 1 always qualifies)."""
+    for d in range(max(1, min(k, per_dev)), 0, -1):
+        if per_dev % d == 0 and all(b % d == 0 for b in boundaries):
+            return d
+    return 1
+
+
+def hints_hold(block: int, per_dev: int, boundaries) -> bool:
+    """Every block (of `block` configs, 0: one device's whole range) lies within one choice group."""
+    size = block if 0 < block < per_dev else per_dev
+    return all(b % size == 0 for b in boundaries)
+
+
+def block_sizes(spec, chunk: int, groups: int, platform: str, boundaries=frozenset()) -> tuple[int, int]:
     """(train_block, eval_block) for `program.train.make_segment`: configs per `lax.map` iteration on each device,
     chosen so a block (its parameters, gradients and optimizer state and one batch's
     activations; for the evaluation, one split's activations) fits in a core's L2 cache
     (the fraction and the byte counts calibrated on W2 of benchmarks/: 8 configs of 2-64-64-3 with Adam). 0
     means no blocking: on accelerators, when the whole chunk fits anyway, or with JAXFIT_BLOCKS=0
-    in the environment (for measuring what blocking gains: benchmarks/ablation.py)."""
+    in the environment (for measuring what blocking gains: benchmarks/ablation.py).
+
+    `boundaries`: the chunk positions where the configs' choices change (`program.train.choice_boundaries`,
+    over every chunk of the bucket). A block that fits is then shrunk to one aligned to them
+    (`aligned_block`) when that costs at most half its size, so each block computes one branch of
+    each choice (`jaxfit.nn.choice`)."""
     if platform != "cpu" or os.environ.get("JAXFIT_BLOCKS", "1").strip() == "0":
         return 0, 0
     budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
@@ -129,7 +149,12 @@ def block_sizes(spec, chunk: int, groups: int, platform: str) -> tuple[int, int]
         k = budget // max(nbytes, 1)
         if k >= per_dev:
             return 0
-        return _largest_divisor_at_most(per_dev, k)
+        plain = _largest_divisor_at_most(per_dev, k)
+        if boundaries and not hints_hold(plain, per_dev, boundaries):
+            d = aligned_block(per_dev, plain, boundaries)
+            if 2 * d >= plain:
+                return d
+        return plain
 
     return fit(train_bytes), fit(eval_bytes)
 

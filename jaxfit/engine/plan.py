@@ -143,8 +143,15 @@ def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: 
         elif fuse == "auto":
             cur = _greedy(cur, platform)
         for spec, members in cur:
-            out.append(Bucket(len(out), spec, sorted(members), estimate(spec, len(members), platform)))
+            members = sorted(members, key=lambda i: (choice_key(configs[i]), i))
+            out.append(Bucket(len(out), spec, members, estimate(spec, len(members), platform)))
     return out
+
+
+def choice_key(c: Config) -> tuple:
+    """A bucket's configs are ordered by their choices (then by position in the sweep), so that a
+    block of consecutive configs shares them: one branch computed per block (`jaxfit.nn.choice`)."""
+    return (c.optimizer, c.activation, c.loss, c.output, c.input_norm, c.encoding)
 
 
 def _greedy(cur: list, platform: str) -> list:

@@ -33,7 +33,8 @@ from ..config import Config
 from ..datasets import Dataset
 from ..errors import UserError
 from ..nn import layers, optim
-from ..program.train import Carry, Data, ProgramSpec, TrainState, init_state, num_outputs, run_of
+from ..program.train import (Carry, Data, ProgramSpec, TrainState, choice_boundaries, choices_of, init_state,
+                             num_outputs, run_of)
 from . import compile as programs
 from . import plan as planmod
 from . import progress as progressmod
@@ -147,11 +148,12 @@ def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
 
 
 def _pad_rows(tree, n: int):
-    """Pad the leading axis of every leaf to n by repeating its first row."""
+    """Pad the leading axis of every leaf to n by repeating its last row (the padding then shares the
+    last config's choices: no block boundary of its own, see `_choice_boundaries`)."""
     def pad(a):
         a = np.asarray(a)
         k = n - a.shape[0]
-        return a if k == 0 else np.concatenate([a, np.repeat(a[:1], k, axis=0)])
+        return a if k == 0 else np.concatenate([a, np.repeat(a[-1:], k, axis=0)])
     return jax.tree_util.tree_map(pad, tree)
 
 
@@ -367,6 +369,17 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
     return _pad_rows(tree, size)
 
 
+def _choice_boundaries(spec: ProgramSpec, chunks, configs, size: int) -> frozenset[int]:
+    """Where the choices change within the bucket's (padded) chunks, over all of them: the program
+    is the same for every chunk, resumed ones included, so it never depends on what a resume found."""
+    if not choices_of(spec):
+        return frozenset()
+    out: set[int] = set()
+    for members in chunks:
+        out |= choice_boundaries(spec, _pad_rows(_stack([run_of(spec, configs[i]) for i in members]), size))
+    return frozenset(out)
+
+
 def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):
     """The first call's carry: zeros, with the replayed params / model state where given (a user's
     module: its own, always; init_state takes them from `given`)."""
@@ -395,6 +408,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     dev_data = None
     first = True
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
+    boundaries = _choice_boundaries(spec, plan.chunks, configs, size)
     for ci, members in enumerate(plan.chunks):
         key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
                          evaluation=(spec.eval_every, spec.eval_rows))
@@ -431,7 +445,8 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         if first:
             note = (lambda: bar.compiling(b.index + 1, n_buckets, _compile_note(b))) if bar is not None else None
             compiled, dt, source = programs.get(spec, size, seg, seg_args(0, carry), precision=precision,
-                                                inputs=tuple(inputs), record_steps=record_steps, before=note)
+                                                inputs=tuple(inputs), record_steps=record_steps, before=note,
+                                                boundaries=boundaries)
             first = False
             plan.compile_s, plan.cached, plan.source = dt, source == "process", source
             plan.bytes = programs.memory_of(compiled)

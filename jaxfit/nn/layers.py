@@ -22,7 +22,8 @@ arrays: its padded units have exactly zero weights, their activations are masked
 shallower network passes its input through the padded layers unchanged (all hidden layers then have
 one common width) and keeps its output layer in the last slot. Where a choice has several values
 the branches present are all computed and the config's own is selected (what `lax.switch` does
-under `vmap`); with a single value the choice is static and costs nothing, so an `Arch` of one
+under `vmap`), unless the configs of a block share the choice (`jaxfit.nn.choice`: then one branch
+is computed); with a single value the choice is static and costs nothing, so an `Arch` of one
 network (`arch_of`) is the plain network. `pad_tree` / `unpad_tree` move one network's parameters
 between its own layout and the padded one; `init` draws a fused network's weights so that each
 config's real units get bitwise the numbers it gets alone (jax.random's draws are prefixes of
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import choice
 from . import init as _init
 
 BN_EPS = 1e-5  # nn.BatchNorm1d defaults
@@ -217,13 +219,13 @@ def struct_of(arch: Arch, c, dtype) -> Struct:
 # ----------------------------------------------------------------------------- choices
 
 
-def choose(index, choices: Sequence[str], table: dict, *args):
-    """table[choices[index]](*args): static when there is one choice, else every branch present is
-    computed and the config's own selected (exact: a select, no arithmetic)."""
+def choose(index, choices: Sequence[str], table: dict, *args, name: str | None = None):
+    """table[choices[index]](*args): static when there is one choice; else the one branch of the
+    block's hint for choice `name` (`jaxfit.nn.choice`), or every branch present computed and the
+    config's own selected (exact: a select, no arithmetic)."""
     if len(choices) == 1:
         return table[choices[0]](*args)
-    outs = [table[k](*args) for k in choices]
-    return jax.tree_util.tree_map(lambda *xs: jax.lax.select_n(jnp.asarray(index, jnp.int32), *xs), *outs)
+    return choice.pick(index, name, [table[k] for k in choices], *args)
 
 
 def select(flag, a, b):
@@ -523,7 +525,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
         "standardize": lambda x: (standardize(x, state["norm_mean"], state["norm_std"]), state.get("in_bn")),
         "batchnorm": lambda x: batchnorm(x, params["in_bn"], state["in_bn"], mask, train),
     }
-    x, in_bn = choose(None if s is None else s.input_norm, arch.input_norms, norms, x)
+    x, in_bn = choose(None if s is None else s.input_norm, arch.input_norms, norms, x, name="input_norm")
     if "batchnorm" in arch.input_norms:
         new_state["in_bn"] = in_bn
 
@@ -534,7 +536,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
     fin = arch.encoded_features
     encs = {"fourier": fourier,
             "identity": lambda x: x if x.shape[-1] == fin else jnp.pad(x, ((0, 0), (0, fin - x.shape[-1])))}
-    x = choose(None if s is None else s.encoding, arch.encodings, encs, x)
+    x = choose(None if s is None else s.encoding, arch.encodings, encs, x, name="encoding")
     if s is not None and "fourier" in arch.encodings and (arch.padded or len(arch.encodings) > 1):
         x = jnp.where(s.col0 >= 0, x, 0)  # padded sin/cos features (cos 0 = 1) are exact zeros
 
@@ -552,7 +554,7 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
             bn_states.append(bs)
         if trace is not None:
             trace.setdefault("pre", []).append(h)
-        h = choose(None if s is None else s.activation, arch.activations, acts, h)
+        h = choose(None if s is None else s.activation, arch.activations, acts, h, name="activation")
         if trace is not None:
             trace.setdefault("hidden", []).append(h)
         if arch.use_dropout and train:
@@ -572,4 +574,4 @@ def apply(arch: Arch, params: dict, state: dict, x, *, train: bool, mask=None,
         trace["logits"] = x
         trace.setdefault("pre", [])
         trace.setdefault("hidden", [])
-    return choose(None if s is None else s.output, arch.outputs, OUTPUTS, x), new_state
+    return choose(None if s is None else s.output, arch.outputs, OUTPUTS, x, name="output"), new_state

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import choice
+
 tmap = jax.tree_util.tree_map
 
 
@@ -108,11 +110,11 @@ STEPS = {"sgd": _sgd, "adam": _adam(False), "adamw": _adam(True), "rmsprop": _rm
 
 def step(kinds: Sequence[str], kind, hp, nesterov, grads, state: OptState, params, lr):
     """One optimiser step of the config's own kind (`kind`: index into `kinds`; static when `kinds`
-    has one entry, else every kind present is computed and the config's own selected)."""
-    outs = [STEPS[k](hp, nesterov, grads, state, params, lr) for k in kinds]
-    if len(outs) == 1:
-        return outs[0]
-    return tmap(lambda *xs: jax.lax.select_n(jnp.asarray(kind, jnp.int32), *xs), *outs)
+    has one entry, else the block's hint's kind alone, or every kind present computed and the config's own
+    selected: `jaxfit.nn.choice`)."""
+    if len(kinds) == 1:
+        return STEPS[kinds[0]](hp, nesterov, grads, state, params, lr)
+    return choice.pick(kind, "optimizer", [STEPS[k] for k in kinds], hp, nesterov, grads, state, params, lr)
 
 
 def make(kind: str, hp, nesterov: bool = False) -> Optimizer:

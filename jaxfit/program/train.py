@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from ..config import Config
-from ..nn import layers, losses, optim
+from ..nn import choice, layers, losses, optim
 
 METRICS = ("train_loss", "last_batch_loss", "full_train_loss", "train_acc", "val_loss", "val_acc")
 """Per config and epoch:
@@ -250,7 +250,7 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
         dkey = jax.random.fold_in(k_dropout, step) if arch.use_dropout or spec.model is not None else None
         out, new_state = forward(spec, params, model_state, x, train=True, mask=mask, dropout_rate=hp.dropout,
                                  dropout_key=dkey, struct=struct, dropout_masks=masks)
-        per_example = layers.choose(run.loss, spec.losses, losses.LOSSES, out, y)
+        per_example = layers.choose(run.loss, spec.losses, losses.LOSSES, out, y, name="loss")
         loss = losses.masked_mean(per_example, mask) if padded else jnp.mean(per_example)
         return loss, new_state
 
@@ -297,9 +297,10 @@ def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None =
     empty)."""
     n = spec.n_train if n is None else n
     out, _ = forward(spec, params, model_state, x, train=False, struct=_struct(spec, run))
-    loss = layers.choose(None if run is None else run.loss, spec.losses, losses.LOSSES, out, y)
+    loss = layers.choose(None if run is None else run.loss, spec.losses, losses.LOSSES, out, y, name="loss")
     right = layers.choose(None if run is None else run.struct.output, spec.arch.outputs,
-                          {k: (lambda o, y, k=k: losses.correct(o, y, k)) for k in spec.arch.outputs}, out, y)
+                          {k: (lambda o, y, k=k: losses.correct(o, y, k)) for k in spec.arch.outputs}, out, y,
+                           name="output")
     m = {"full_train_loss": jnp.mean(loss[:n]), "train_acc": jnp.mean(right[:n])}
     if x.shape[0] == n:
         nan = jnp.full([], jnp.nan, x.dtype)
@@ -307,7 +308,44 @@ def eval_metrics(spec: ProgramSpec, params, model_state, x, y, run: Run | None =
     return {**m, "val_loss": jnp.mean(loss[n:]), "val_acc": jnp.mean(right[n:])}
 
 
-def blocked_vmap(f, block: int, groups: int = 1):
+CHOICE_AXIS = "configs"  # the mesh axis a chunk's configs are sharded over
+
+
+def choices_of(spec: ProgramSpec) -> tuple[str, ...]:
+    """The choices the program has several values of (the names `layers.choose` and `optim.step`
+    ask `jaxfit.nn.choice` about)."""
+    a = spec.arch
+    values = {"activation": a.activations, "output": a.outputs, "input_norm": a.input_norms,
+              "encoding": a.encodings, "loss": spec.losses, "optimizer": spec.optimizers}
+    return tuple(k for k, v in values.items() if len(v) > 1)
+
+
+def choice_indices(spec: ProgramSpec, runs: Run) -> dict:
+    """name -> the per-config index array (leading config axis) of each of `choices_of(spec)`; works
+    on the host's arrays and on traced ones."""
+    st = runs.struct
+    fields = {"activation": st.activation, "output": st.output, "input_norm": st.input_norm,
+              "encoding": st.encoding, "loss": runs.loss, "optimizer": runs.optimizer}
+    return {k: fields[k] for k in choices_of(spec)}
+
+
+def choice_boundaries(spec: ProgramSpec, runs: Run) -> frozenset[int]:
+    """Positions p of a chunk's (host) Run arrays where some choice differs from position p - 1: a
+    block of configs [i, j) shares every choice iff no boundary lies in (i, j)."""
+    out: set[int] = set()
+    for v in choice_indices(spec, runs).values():
+        v = np.asarray(v)
+        out.update((np.flatnonzero(v[1:] != v[:-1]) + 1).tolist())
+    return frozenset(out)
+
+
+def _block_choices(spec: ProgramSpec, runs: Run) -> dict:
+    """The block's common index of each choice: its first config's (the engine guarantees the rest
+    agree, see `choice_boundaries`)."""
+    return {k: v[0] for k, v in choice_indices(spec, runs).items()}
+
+
+def blocked_vmap(f, block: int, groups: int = 1, hints=None):
     """`jax.vmap(f)` over the leading (config) axis, run `block` configs per group at a time with
     `lax.map`.
 
@@ -318,25 +356,42 @@ def blocked_vmap(f, block: int, groups: int = 1):
     with no communication) of n / groups configs, each run `block` at a time: a reshape of every
     leaf to [groups, n / (groups * block), block, ...], which moves no data. `block` <= 0, or a block
     covering a whole group, is plain vmap; otherwise `groups * block` must divide n.
+
+    `hints(*block_args) -> {choice name: scalar index}`: each block's common choices, declared to
+    `jaxfit.nn.choice` while the block is traced so each choice computes one branch (the caller
+    guarantees every config of a block shares them). Only with one group: under an outer vmap over
+    groups the index would be batched again (a sharded chunk runs this inside `shard_map`).
     """
     vf = jax.vmap(f)
+    if hints is not None and groups != 1:
+        raise ValueError("blocked_vmap: choice hints need one group (shard the chunk with shard_map)")
+
+    def one_block(*a):
+        if hints is None:
+            return vf(*a)
+        with choice.hinted(hints(*a)):
+            return vf(*a)
 
     def run(*args):
         n = jax.tree_util.tree_leaves(args)[0].shape[0]
         if block <= 0 or block * groups >= n:
-            return vf(*args)
+            return one_block(*args)
         if n % (groups * block):
             raise ValueError(f"{groups} group(s) of blocks of {block} do not divide the {n} configs of the chunk")
         nb = n // (groups * block)
+        if groups == 1:  # no outer vmap: it would batch each block's hints again (a select, not a switch)
+            split = jax.tree_util.tree_map(lambda a: a.reshape(nb, block, *a.shape[1:]), args)
+            out = lax.map(lambda a: one_block(*a), split)
+            return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
         split = jax.tree_util.tree_map(lambda a: a.reshape(groups, nb, block, *a.shape[1:]), args)
-        out = jax.vmap(lambda g: lax.map(lambda a: vf(*a), g))(split)
+        out = jax.vmap(lambda g: lax.map(lambda a: one_block(*a), g))(split)
         return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
 
     return run
 
 
 def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_block: int = 0, groups: int = 1,
-                 record_steps: bool = False):
+                 record_steps: bool = False, hints: tuple[bool, bool] = (False, False)):
     """The batched program for one bucket: `epochs` epochs of every config of a chunk per call.
 
     Returns `run(carry, first, epoch0, runs, hp, lrs, data, inputs) -> (Carry, metrics)`:
@@ -351,7 +406,17 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
     is sharded over) of the training steps and of the evaluation (`blocked_vmap`; 0: all at once).
     They change the speed, not the numbers (beyond the last-bit differences any change of XLA's
     kernels can make).
+
+    `hints` (training, evaluation): every block of those configs shares its choices (the caller
+    checked it on the host, `choice_boundaries`), so each choice computes one branch per block
+    (`jaxfit.nn.choice`) instead of every branch for every config. With several groups the program
+    is then a `shard_map` over the devices, each looping over its own configs' blocks.
     """
+    sharded = any(hints) and groups > 1
+    local = 1 if sharded else groups  # groups of one device's blocked_vmap
+    train_hints = (lambda h, r, *_: _block_choices(spec, r)) if hints[0] else None
+    eval_hints = (lambda p, s, r: _block_choices(spec, r)) if hints[1] else None
+
     def run(carry, first, epoch0, runs, hp, lrs, data, inputs):
         x_eval, y_eval = eval_rows(data)
         ti = eval_subsample(spec.n_train, spec.eval_rows)
@@ -360,7 +425,7 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
         y_sub = jnp.concatenate([data.y_train[ti], data.y_val[vi]])
 
         def evaluate(ts, x, y, n):
-            return blocked_vmap(lambda p, s, r: eval_metrics(spec, p, s, x, y, r, n), eval_block, groups)(
+            return blocked_vmap(lambda p, s, r: eval_metrics(spec, p, s, x, y, r, n), eval_block, local, eval_hints)(
                 ts.params, ts.model_state, runs)
 
         def evaluation(ts, e):
@@ -374,6 +439,8 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
             shapes = jax.eval_shape(full)
             skip = lambda: jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)  # noqa: E731
             last = jnp.any(e == runs.epochs - 1)
+            if sharded:  # a condition for the whole chunk, as unsharded: any device's configs
+                last = lax.psum(last.astype(jnp.int32), CHOICE_AXIS) > 0
             due = (e + 1) % spec.eval_every == 0
             return lax.cond(last, full, lambda: lax.cond(due, sub, skip))
         order = inputs.get("order")
@@ -396,7 +463,8 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
             lr_e = lrs[:, k]
             o = None if order is None else order[:, k]
             dm = None if masks is None else masks[:, k]
-            ts, m = blocked_vmap(lambda h, r, lr, t, o, dm: one(h, r, lr, t, e, o, dm), train_block, groups)(
+            ts, m = blocked_vmap(lambda h, r, lr, t, o, dm: one(h, r, lr, t, e, o, dm), train_block, local,
+                                 train_hints)(
                 hp, runs, lr_e, ts, o, dm)
             m.update(evaluation(ts, e))
             active = e < runs.epochs
@@ -410,7 +478,14 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
 
         return lax.scan(body, c0, jnp.arange(epochs, dtype=jnp.int32))
 
-    return run
+    if not sharded:
+        return run
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    c, r = P(CHOICE_AXIS), P()
+    mesh = Mesh(np.array(jax.devices()), (CHOICE_AXIS,))
+    return jax.shard_map(run, mesh=mesh, in_specs=(c, r, r, c, c, c, r, c), out_specs=(c, P(None, CHOICE_AXIS)),
+                         check_vma=False)
 
 
 def static_key(c: Config, num_features: int = 2, num_classes: int = 3, n_train: int = 0, n_val: int = 0):
