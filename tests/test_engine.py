@@ -86,6 +86,25 @@ def test_changing_numbers_compiles_nothing_new(sum_bin_small, caplog):
     assert logged3 >= 1
 
 
+def test_the_process_keeps_a_bounded_number_of_programs(sum_bin_small, monkeypatch):
+    # Each executable holds memory mappings; a process that kept every program it compiled crashed
+    # in XLA once it passed the kernel's map limit. The least recently used program goes first.
+    from jaxfit.engine import compile as programs
+
+    monkeypatch.setenv("JAXFIT_PROGRAMS_KEPT", "2")
+    programs.clear_cache()
+    nets = [jaxfit.grid(hidden=(w,), lr=0.01, epochs=1, seed=[0, 1]) for w in (5, 7, 9)]
+    for cfgs in nets:
+        assert jaxfit.sweep(sum_bin_small, cfgs).meta["compiles"] == 1
+    assert len(programs._compiled) == 2
+    assert jaxfit.sweep(sum_bin_small, nets[2]).meta["compiles"] == 0   # kept (and now the most recent)
+    assert jaxfit.sweep(sum_bin_small, nets[0]).meta["compiles"] == 1   # dropped: compiled again
+    assert jaxfit.sweep(sum_bin_small, nets[2]).meta["compiles"] == 0   # kept: nets[1] went instead
+    assert len(programs._compiled) == 2
+    monkeypatch.setenv("JAXFIT_PROGRAMS_KEPT", "not a number")
+    assert programs.programs_kept() == programs.PROGRAMS_KEPT
+
+
 def test_one_program_per_bucket(sum_bin_small):
     cfgs = jaxfit.grid(hidden=[(4,), (6,)], activation=["relu", "tanh"], lr=[0.01, 0.02], epochs=1, seed=[100])
     r = jaxfit.sweep(sum_bin_small, cfgs, fuse="none")

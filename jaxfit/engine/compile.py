@@ -1,7 +1,9 @@
 """Compiling and caching programs.
 
 A program is `jaxfit.program.train.make_segment(spec, epochs, ...)` compiled for one chunk shape. This
-process keeps every program it compiled (keyed by everything that changes the executable), and
+process keeps the programs it used last (keyed by everything that changes the executable; at most
+`programs_kept()`, least recently used dropped first: each executable holds memory mappings, and a
+process that compiled thousands of them ran out of the kernel's map count and crashed), and
 JAX's persistent compilation cache keeps them across processes once it is on
 (`enable_compilation_cache`; the command line turns it on by default). Programs hold no host
 callbacks, so the persistent cache can store them.
@@ -13,6 +15,7 @@ a float32 program is the same (and the same cache entry) whatever the process's 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -25,7 +28,8 @@ import numpy as np
 from ..program.train import ProgramSpec, choices_of, make_segment
 from . import cpu
 
-_compiled: dict[tuple, Any] = {}
+_compiled: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # least recently used first
+PROGRAMS_KEPT = 64
 _stats = {"compiles": 0, "compile_s": 0.0, "cache_hits": 0}
 _lock = threading.Lock()
 _listening = [False]
@@ -45,7 +49,18 @@ def cache_hits() -> int:
 
 def clear_cache() -> None:
     """Forget this process's compiled programs (the persistent cache on disk is untouched)."""
-    _compiled.clear()
+    with _lock:
+        _compiled.clear()
+
+
+def programs_kept() -> int:
+    """How many compiled programs this process keeps (JAXFIT_PROGRAMS_KEPT, default 64; at least 1).
+    A sweep needs one at a time; more only spare recompiling when the same shapes come back."""
+    raw = os.environ.get("JAXFIT_PROGRAMS_KEPT", "").strip()
+    try:
+        return max(1, int(raw)) if raw else PROGRAMS_KEPT
+    except ValueError:
+        return PROGRAMS_KEPT
 
 
 def _on_event(event: str, **_kw) -> None:
@@ -119,6 +134,8 @@ def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "high
     key, blocks, options, groups, hints = program_key(spec, chunk, seg, flags, boundaries)
     with _lock:
         hit = _compiled.get(key)
+        if hit is not None:
+            _compiled.move_to_end(key)
     if hit is not None:
         return hit, 0.0, "process"
     if before is not None:
@@ -141,6 +158,8 @@ def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "high
         _stats["compiles"] += 1
         _stats["compile_s"] += dt
         _compiled[key] = compiled
+        while len(_compiled) > programs_kept():
+            _compiled.popitem(last=False)
     return compiled, dt, ("disk" if _stats["cache_hits"] > h0 else "compiled")
 
 
