@@ -11,13 +11,16 @@ every selector computes each branch present. The planner estimates both and pick
 minimise the total:
 
     estimated seconds of a bucket = compile + run
-    compile = COMPILE_S[platform] * (1 + BRANCH_COST * extra branches)
+    compile = COMPILE_S + BRANCH * extra branches + LAYER * padded hidden layers
     run     = configs * longest epochs * steps per epoch
-              * (STEP_S + ELEM_S * batch * units * branches + FLOPs per step / RATE)
+              * (STEP_S + ELEM_S * batch * units * branches computed + FLOPs per step / RATE)
 
 FLOPs per step count a padded network's forward and backward (6 * batch * weights) plus the
-per-epoch evaluation. The constants are per platform (`COST`); every sweep records the estimate beside
-the measured times (result.meta["plans"]), so they can be checked and refitted (benchmarks/sweep.py).
+per-epoch evaluation. Where blocks of configs share their choices (`jaxfit.nn.choice`, the default)
+one activation and one optimiser branch is computed per config; otherwise every branch is. The
+constants are per platform (`COST`), fitted by `python -m benchmarks.costfit` to measured
+compile and run times of many plans; every sweep records the estimate beside the measured times
+(result.meta["plans"]), so they can be checked and refitted.
 
 `fuse="none"` keeps one bucket per distinct structure, `"all"` one per
 remainder, `"auto"` (default) merges buckets greedily while the estimate falls.
@@ -38,13 +41,15 @@ from ..program.train import ProgramSpec, num_outputs, spec_of
 
 FUSE_MODES = ("auto", "none", "all")
 
-# Cost model constants per platform (seconds; FLOP/s). CPU: fitted to the default sweep's two fused
-# programs (a one-hidden-layer bucket, mostly elementwise work over batch x units; a three-layer one,
-# mostly products) and document 1's net at batch 1 (benchmarks/README.md has the fit). GPU: guesses,
-# kept so a plan can be made there; the measured times are recorded beside the estimates.
+# Cost model constants per platform (seconds; FLOP/s). CPU: fitted by `python -m benchmarks.costfit`
+# (benchmarks/README.md, "The planner's cost model") to the measured compile and run times of the
+# benchmark sweeps' plans, fused and unfused. GPU: guesses, kept so a plan can be made there; the
+# measured times are recorded beside the estimates.
 COST = {
-    "cpu": {"compile_s": 3.0, "branch": 0.08, "step_s": 1e-8, "elem_s": 1.5e-9, "rate": 1e11},
-    "gpu": {"compile_s": 1.5, "branch": 0.05, "step_s": 1e-10, "elem_s": 1e-13, "rate": 2e13},
+    # 2026-12-04, 2-core CPU, jax 0.10.2, 35 buckets of 9 plans (results/costfit-cpu2.json): the
+    # FLOP term came out 0 (its work is collinear with the elementwise term here), so rate = inf.
+    "cpu": {"compile_s": 1.54, "branch": 0.52, "layer": 0.29, "step_s": 2.7e-7, "elem_s": 5.1e-9, "rate": math.inf},
+    "gpu": {"compile_s": 1.5, "branch": 0.08, "layer": 0.0, "step_s": 1e-10, "elem_s": 1e-13, "rate": 2e13},
 }
 
 
@@ -97,21 +102,46 @@ def branches(spec: ProgramSpec) -> int:
                                     spec.optimizers)) + (len(a.depths) > 1)
 
 
-def flops_per_step(spec: ProgramSpec) -> float:
+def computed_branches(spec: ProgramSpec, hinted: bool | None = None) -> tuple[int, int]:
+    """(activation, optimiser) branches computed per config: one each where blocks share their
+    choices (`hinted`, default: unless JAXFIT_CHOICE_HINTS=0), every one present otherwise."""
+    if hinted is None:
+        from .compile import choice_hints_on
+
+        hinted = choice_hints_on()
+    return (1, 1) if hinted else (len(spec.arch.activations), len(spec.optimizers))
+
+
+def flops_per_step(spec: ProgramSpec, hinted: bool | None = None) -> float:
     """Estimated FLOPs of one optimizer step of one config (padded), evaluation included."""
     w = n_weights(spec.arch)
-    act = 1 + 0.15 * (len(spec.arch.activations) - 1) + 0.3 * (len(spec.optimizers) - 1)
+    acts, opts = computed_branches(spec, hinted)
+    act = 1 + 0.15 * (acts - 1) + 0.3 * (opts - 1)
     train = 6.0 * spec.batch * w * act
     evals = 2.0 * (spec.n_train + spec.n_val) * w / max(spec.steps_per_epoch, 1)
     return train + evals
 
 
-def estimate(spec: ProgramSpec, n_configs: int, platform: str) -> dict:
-    k = cost_constants(platform)
-    compile_s = k["compile_s"] * (1 + k["branch"] * branches(spec))
+def cost_features(spec: ProgramSpec, n_configs: int, hinted: bool | None = None) -> dict[str, float]:
+    """What each cost constant multiplies: {"compile_s", "branch", "layer"} sum to the compile
+    estimate, {"step_s", "elem_s", "rate"} (FLOPs, divided by the rate) to the run estimate."""
     steps = n_configs * spec.epochs * spec.steps_per_epoch
-    elems = spec.batch * sum(spec.arch.widths) * (1 + 0.5 * (len(spec.arch.activations) - 1))
-    run_s = steps * (k["step_s"] + k["elem_s"] * elems + flops_per_step(spec) / k["rate"])
+    acts, _ = computed_branches(spec, hinted)
+    elems = spec.batch * sum(spec.arch.widths) * (1 + 0.5 * (acts - 1))
+    return {"compile_s": 1.0, "branch": float(branches(spec)), "layer": float(spec.arch.depth),
+            "step_s": float(steps), "elem_s": steps * elems, "rate": steps * flops_per_step(spec, hinted)}
+
+
+COMPILE_TERMS = ("compile_s", "branch", "layer")
+RUN_TERMS = ("step_s", "elem_s", "rate")
+
+
+def estimate(spec: ProgramSpec, n_configs: int, platform: str, hinted: bool | None = None,
+             constants: dict | None = None) -> dict:
+    k = constants or cost_constants(platform)
+    f = cost_features(spec, n_configs, hinted)
+    compile_s = sum(k.get(t, 0.0) * f[t] for t in COMPILE_TERMS)
+    run_s = f["step_s"] * k["step_s"] + f["elem_s"] * k["elem_s"] + f["rate"] / k["rate"]
     return {"compile_s": compile_s, "run_s": run_s}
 
 
