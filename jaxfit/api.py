@@ -12,6 +12,7 @@ from .config import Config
 from .datasets import Dataset
 from .diagnostics import diagnose
 from .engine.plan import describe as plan_rows
+from .engine.prune import Halving
 from .errors import UserError
 from .program.train import effective_batch
 from .results import SweepResult
@@ -54,7 +55,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
           on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
           matmul_precision: str = "highest", dropout_masks: Sequence[Any] | None = None,
           fuse: str = "auto", segment: int | None = None, record_steps: bool = False,
-          model: Callable | None = None, eval_every: int = 1, eval_rows: int | None = None) -> SweepResult:
+          model: Callable | None = None, eval_every: int = 1, eval_rows: int | None = None,
+          prune: Halving | None = None) -> SweepResult:
     """Train every config on `data`, all configs of a bucket in one compiled, vmapped program.
 
     Args:
@@ -114,6 +116,14 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         at every epoch and for every config) instead of all of them, except at a config's last epoch,
         which is always evaluated in full. Between, the curves and the choice of the best epoch come
         from the subsample (an estimate of the full split's numbers).
+      prune: `jaxfit.Halving(metric="val_loss", min_epochs=r, eta=3, group_by=("seed",))` for
+        successive halving: at r, r*eta, r*eta^2... epochs every bucket has trained its live configs
+        that far, the best 1/eta of the groups (configs equal but for `group_by`, their metric
+        averaged) train on and the rest stop there (`table["stopped_epoch"]`, `["pruned"]`; their
+        curves end at the stop; final and best-epoch params are those at or before it). Survivors
+        train exactly as without pruning (a config never depends on its chunk-mates); the
+        decisions are in `result.meta["prune"]`. Not combinable with checkpoint_dir, on_chunk or
+        record_steps yet.
     """
     configs = list(configs)
     _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)
@@ -125,7 +135,7 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
                            on_chunk=on_chunk, checkpoint_dir=checkpoint_dir,
                            matmul_precision=matmul_precision, dropout_masks=dropout_masks, fuse=fuse,
                            segment=segment, record_steps=record_steps, model=model, eval_every=eval_every,
-                           eval_rows=eval_rows)
+                           eval_rows=eval_rows, prune=prune)
     wall = time.perf_counter() - t0
     plans = raw.plans
     meta = {
@@ -146,11 +156,16 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         "eval_every": eval_every,
         "eval_rows": eval_rows,
         "model_steps": model_steps(data, configs),
-        "model_steps_trained": model_steps(data, [configs[i] for p in plans for ci, ch in enumerate(p.chunks)
-                                                  if ci not in p.resumed_chunks for i in ch]),
+        "model_steps_trained": (model_steps(data, [c.replace(epochs=e) for c, e in
+                                                   zip(configs, raw.prune["stopped_epoch"])])
+                                if raw.prune is not None else
+                                model_steps(data, [configs[i] for p in plans for ci, ch in enumerate(p.chunks)
+                                                   if ci not in p.resumed_chunks for i in ch])),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
     }
+    if raw.prune is not None:
+        meta["prune"] = raw.prune
     if model is not None:
         meta["model"] = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
     result = SweepResult.from_run(configs, raw, meta)

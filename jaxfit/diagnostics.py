@@ -309,7 +309,8 @@ def diagnose(result, data=None) -> pd.DataFrame:
     fws = _unit_stats(result, x_act) if data is not None else {}
     rows = []
     for i, c in enumerate(result.configs):
-        cur = {m: np.asarray(result.curves[m][i, : c.epochs], np.float64) for m in result.curves}
+        stop = int(result.stopped_epoch[i]) if hasattr(result, "stopped_epoch") else c.epochs  # pruned: its last epoch
+        cur = {m: np.asarray(result.curves[m][i, :stop], np.float64) for m in result.curves}
         every = int(result.meta.get("eval_every") or 1)
         full = cur["full_train_loss"]
         full = full[counted(full, every)]  # sweep(eval_every=k): the epochs evaluated; the windows count them

@@ -38,6 +38,7 @@ from ..program.train import (Carry, Data, ProgramSpec, TrainState, choice_bounda
 from . import compile as programs
 from . import plan as planmod
 from . import progress as progressmod
+from . import prune as pruning
 from .checks import check_batch_order, check_dropout_masks
 from .compile import mesh_sharding
 from .plan import Bucket, plan_buckets
@@ -133,6 +134,7 @@ class SweepRun:
     step_losses: list | None = None  # with record_steps: per config [epochs, steps]
     step_params: list | None = None  # with record_steps: per config, [epochs, steps] of its own params
     user: list | None = None  # with model=: per config (graphdef, initial params State, initial state State)
+    prune: dict | None = None  # with prune=: the rungs' decisions and each config's stopped epoch
 
     def __getitem__(self, k):  # the dict spelling the results module used
         return getattr(self, k)
@@ -167,7 +169,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
               on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
               matmul_precision: str = "highest", fuse: str = "auto", segment: int | None = None,
               record_steps: bool = False, model: Callable | None = None, eval_every: int = 1,
-              eval_rows: int | None = None) -> SweepRun:
+              eval_rows: int | None = None, prune=None) -> SweepRun:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
 
     `model`: a factory `model(config, num_features, num_outputs, rngs) -> flax.nnx.Module` (see
@@ -181,7 +183,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     `fuse`: "auto" (the planner's choice), "none" (one program per structure) or "all".
     `segment`: epochs per program call (default: about 1.5 s of estimated work, a divisor of the epochs).
     `record_steps`: also return each step's loss and parameters (short replays only).
-    `eval_every` / `eval_rows`: see jaxfit.sweep.
+    `eval_every` / `eval_rows` / `prune`: see jaxfit.sweep.
     """
     if matmul_precision not in MATMUL_PRECISIONS:
         raise UserError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
@@ -217,6 +219,12 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
         dropout_masks = [None if configs[i].dropout == 0 and m is None else
                          check_dropout_masks(m, configs[i], batch_orders[i], f"dropout_masks of config {i}")
                          for i, m in enumerate(dropout_masks)]
+    rungs = pruning.check(prune, configs, int(eval_every))
+    if prune is not None:
+        given = [name for name, v in (("checkpoint_dir", checkpoint_dir), ("on_chunk", on_chunk)) if v is not None]
+        if given or record_steps:
+            raise UserError(f"prune=: cannot be combined with {', '.join(given + ['record_steps'] * record_steps)} "
+                            "yet (chunks change between rungs)")
     buckets = plan_buckets(data, configs, fuse=fuse) if user is None else _user_buckets(data, configs, user)
     evaluation = (int(eval_every), int(eval_rows or 0))
     if evaluation != (1, 0):
@@ -235,6 +243,10 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                fixed=chunk_size is not None, on_chunk=on_chunk, store=store, precision=matmul_precision,
                record_steps=record_steps, n_buckets=len(buckets))
     try:
+        if prune is not None:
+            out.prune = _run_halving(buckets, rungs, prune, chunk_size=chunk_size, segment=segment, ndev=ndev,
+                                     platform=platform, **ctx)
+            return out
         for b in buckets:
             size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
             seg = planmod.segment_epochs(b.spec, min(size, len(b.members)), platform, override=segment)
@@ -250,6 +262,173 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
         if bar is not None:
             bar.close()
     return out
+
+
+def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment, ndev: int, platform: str,
+                 data, configs, lrs_all, params, model_states, batch_orders, dropout_masks, out: SweepRun, bar,
+                 budget, fixed: bool, on_chunk, store, precision, record_steps, n_buckets) -> dict:
+    """Successive halving (`engine.prune`): every bucket trains its live configs up to the next rung,
+    then the sweep-wide decision stops the worst; the survivors of a bucket are packed into full
+    chunks (a smaller chunk, compiled once, where the cost model says it pays). Returns the record
+    of the rungs and each config's stopped epoch."""
+    del on_chunk, store, record_steps  # refused with prune by run_sweep
+    n = len(configs)
+    stop = [c.epochs for c in configs]
+    live = set(range(n))
+    state: dict[int, Carry] = {}   # config -> its carried state (host), between rungs
+    hist: dict[int, list] = {i: [] for i in range(n)}   # config -> its metrics, interval by interval
+    segs, sizes, compiled_at, keys, records = {}, {}, {}, {}, []
+    for b in buckets:
+        size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
+        seg = planmod.segment_epochs(b.spec, min(size, len(b.members)), platform, override=segment)
+        inner = [r for r in rungs if r < b.spec.epochs]
+        segs[b.index] = math.gcd(seg, *inner) if inner else seg  # a call never crosses a rung
+        sizes[b.index] = size
+        out.plans.append(ChunkPlan(b.index, size, [], segs[b.index], estimate=dict(b.estimate), spec=b.spec))
+    bucket_of = {i: b for b in buckets for i in b.members}
+    edges = [0, *rungs, max(c.epochs for c in configs)]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        for b, plan in zip(buckets, out.plans):
+            spec = b.spec
+            members = [i for i in b.members if i in live and configs[i].epochs > lo]
+            if not members:
+                continue
+            size = sizes[b.index] = _halving_chunk(b, len(members), sizes[b.index], fixed, ndev, platform,
+                                                   (spec.epochs - lo) / spec.epochs, compiled_at.get(b.index, set()))
+            seg = segs[b.index]
+            end = min(hi, spec.epochs)
+            ks = range(lo // seg, math.ceil(end / seg))
+            with programs.x64_scope(spec.dtype):
+                chunks, boundaries, key = _pack(spec, members, size, seg, configs, keys.setdefault(b.index, set()),
+                                                (spec.epochs - lo) / spec.epochs, platform)
+            keys[b.index].add(key)
+            if lo == 0:
+                plan.chunks = chunks
+            seen: set[int] = set()
+            with programs.x64_scope(spec.dtype):
+                for ci, chunk in enumerate(chunks):
+                    carry, metrics, dt, source = _train_span(
+                        b, chunk, size, seg, ks, state, data=data, configs=configs, lrs_all=lrs_all, params=params,
+                        model_states=model_states, batch_orders=batch_orders, dropout_masks=dropout_masks, bar=bar,
+                        precision=precision, n_buckets=n_buckets, label=(ci, len(chunks)), plan=plan,
+                        boundaries=boundaries)
+                    plan.compile_s += dt
+                    plan.source = plan.source or source
+                    compiled_at.setdefault(b.index, set()).add(size)
+                    for k, i in enumerate(chunk):
+                        if i not in seen:  # a config repeated to align a choice group: its first copy
+                            seen.add(i)
+                            state[i] = _row(carry, k)
+                            hist[i].append({name: v[: end - lo, k] for name, v in metrics.items()})
+        finished = [i for i in live if configs[i].epochs <= hi]
+        record = None
+        if hi in rungs:
+            before = sorted(live)
+            value = {i: float(np.concatenate([h[prune.metric] for h in hist[i]])[hi - 1]) for i in before
+                     if configs[i].epochs > hi}
+            kept, stopped = pruning.decide(prune, hi, before, configs, value)
+            record = {"epoch": hi, "live": len(before), "ranked": len(value), "kept": len(kept),
+                      "stopped": len(stopped)}
+            for i in stopped:
+                stop[i] = hi
+                finished.append(i)
+                if bar is not None:
+                    bar.resumed(configs[i].epochs - hi)  # never trained: counted done
+            records.append(record)
+        for i in finished:
+            live.discard(i)
+            m = {name: np.concatenate([h[name] for h in hist[i]]) for name in hist[i][0]}
+            _finish_config(bucket_of[i].spec, i, configs[i], state.pop(i), m, out, stop[i])
+            hist[i] = []
+    return {**prune.record(), "rungs": records, "stopped_epoch": stop,
+            "pruned": [stop[i] < configs[i].epochs for i in range(n)]}
+
+
+def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, known: set, left: float = 1.0,
+          platform: str = "cpu"):
+    """Chunks of `size` for a bucket's live `members` (in the bucket's order), their choice
+    boundaries and the program key they need. Plain consecutive chunks, unless their key is not one
+    this bucket already compiled and a layout with each choice group padded (by repeating its last
+    config) to whole blocks of that program keeps its key: survivors then train in the program they
+    started in, where the cost model says its extra chunks (for the `left` fraction of the epochs)
+    cost less than compiling the plain layout's program."""
+    flags = {"precision": None}  # only the structural parts of the key are compared
+
+    def layout(rows):
+        chunks = [rows[k:k + size] for k in range(0, len(rows), size)]
+        boundaries = _choice_boundaries(spec, chunks, configs, size)
+        return chunks, boundaries, programs.program_key(spec, size, seg, flags, boundaries)[0]
+
+    plain = layout(members)
+    if plain[2] in known or not choices_of(spec) or not known:
+        return plain
+    for key in known:
+        blocks, per_dev = key[5], size // max(1, len(key[4]) if mesh_sharding(size)[0] is not None else 1)
+        unit = math.lcm(*[b if 0 < b < per_dev else per_dev for b in blocks])
+        cuts = sorted(choice_boundaries(spec, _stack([run_of(spec, configs[i]) for i in members])) | {0, len(members)})
+        rows = []
+        for a, z in zip(cuts[:-1], cuts[1:]):
+            group = members[a:z]
+            rows += group + [group[-1]] * (-len(group) % unit)
+        aligned = layout(rows)
+        if aligned[2] == key:
+            extra = planmod.estimate(spec, (len(aligned[0]) - len(plain[0])) * size, platform)["run_s"] * left
+            if extra <= planmod.estimate(spec, size, platform)["compile_s"]:
+                return aligned
+    return plain
+
+
+def _halving_chunk(b: Bucket, n_live: int, size: int, fixed: bool, ndev: int, platform: str, left: float,
+                   compiled: set) -> int:
+    """The chunk size for a bucket's `n_live` survivors: the current one, or (never with a fixed
+    chunk_size) the smallest that holds them in as few chunks, where the cost model's estimate of the
+    rest of the training, a new program's compile included, is lower."""
+    if fixed or n_live >= size:
+        return size
+    chunks = math.ceil(n_live / size)
+    small = math.ceil(n_live / chunks)
+    if ndev > 1 and small >= ndev:
+        small = math.ceil(small / ndev) * ndev
+    if small >= size:
+        return size
+    keep = planmod.estimate(b.spec, chunks * size, platform)["run_s"] * left
+    est = planmod.estimate(b.spec, chunks * small, platform)
+    new = est["run_s"] * left + (0.0 if small in compiled else est["compile_s"])
+    return small if new < keep else size
+
+
+def _train_span(b: Bucket, members, size: int, seg: int, ks, state: dict, *, data, configs, lrs_all, params,
+                model_states, batch_orders, dropout_masks, bar, precision, n_buckets, label, plan, boundaries):
+    """Train one chunk of a bucket over segments `ks`, from the configs' carried `state` (or from
+    their start when ks starts at 0). Returns (host carry, {name: [epochs, n]}, compile s, source)."""
+    spec, E = b.spec, b.spec.epochs
+    sharded, replicated = mesh_sharding(size)
+    put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
+    dev_data = _device_data(data, spec.dtype, replicated)
+    runs, hp, lrs, given_p, given_s, inputs = _chunk_inputs(spec, members, size, configs, lrs_all, params,
+                                                            model_states, batch_orders, dropout_masks)
+    if ks.start == 0:
+        carry = _carry0(spec, runs, hp, dev_data, given_p, given_s)
+    else:
+        carry = _pad_rows(_stack([state[i] for i in members]), size)
+    carry, runs, hp = put(carry), put(runs), put(hp)
+    args = _segment_args(seg, E, lrs, inputs, runs, hp, dev_data, put)
+    note = (lambda: bar.compiling(b.index + 1, n_buckets, _compile_note(b))) if bar is not None else None
+    compiled, dt, source = programs.get(spec, size, seg, args(ks.start, carry), precision=precision,
+                                        inputs=tuple(inputs), before=note, boundaries=boundaries)
+    if bar is not None:
+        bar.chunk(b.index + 1, n_buckets, label[0] + 1, label[1], len(members))
+    t0 = time.perf_counter()
+    seg_metrics, pending, once = [], None, list(dict.fromkeys(members))
+    for k in ks:
+        carry, m = compiled(*args(k, carry))
+        if pending is not None:
+            seg_metrics.append(_finish(pending, seg, once, configs, bar))
+        pending = (k, m)
+    seg_metrics.append(_finish(pending, seg, once, configs, bar))
+    carry = jax.device_get(carry)
+    plan.run_s += time.perf_counter() - t0
+    return carry, _join_metrics(seg_metrics, len(ks) * seg), dt, source
 
 
 def build_user_models(factory: Callable, data: Dataset, configs: Sequence[Config]) -> list:
@@ -431,16 +610,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         carry = _carry0(spec, runs, hp, dev_data, given_p, given_s)
         carry, runs, hp = put(carry), put(runs), put(hp)
 
-        def seg_args(k, carry):
-            lo, hi = k * seg, min((k + 1) * seg, E)
-            lr = lrs[:, lo:hi]
-            inp = {name: v[:, lo:hi] for name, v in inputs.items()}
-            if hi - lo < seg:  # a last, shorter segment: pad with frozen epochs (never trained)
-                lr = np.concatenate([lr, np.repeat(lr[:, -1:], seg - (hi - lo), axis=1)], axis=1)
-                inp = {name: np.concatenate([v, np.repeat(v[:, -1:], seg - (hi - lo), axis=1)], axis=1)
-                       for name, v in inp.items()}
-            return (carry, np.bool_(k == 0), np.int32(lo), runs, hp, put(lr), dev_data,
-                    {name: put(v) for name, v in inp.items()})
+        seg_args = _segment_args(seg, E, lrs, inputs, runs, hp, dev_data, put)
 
         if first:
             note = (lambda: bar.compiling(b.index + 1, n_buckets, _compile_note(b))) if bar is not None else None
@@ -465,29 +635,14 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                 seg_metrics.append(_finish(pending, seg, members, configs, bar))
             pending = (k, m)
         seg_metrics.append(_finish(pending, seg, members, configs, bar))
-        final_params = jax.device_get(carry.ts.params)
-        final_state = jax.device_get(carry.ts.model_state)
-        best_params, best_state = jax.device_get(carry.best_params), jax.device_get(carry.best_state)
+        carry = jax.device_get(carry)
         plan.run_s += time.perf_counter() - t0
-        metrics = {name: np.concatenate([sm[name] for sm in seg_metrics], axis=0)[:E]
-                   for name in seg_metrics[0] if name != "step_params"}
+        metrics = _join_metrics(seg_metrics, E)
         for k, i in enumerate(members):
-            c = configs[i]
-            out.metrics[i] = {name: np.asarray(v[: c.epochs, k]) for name, v in metrics.items()
-                              if name != "step_loss"}
-            p = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_params)
-            s = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), final_state)
-            bp = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_params)
-            bs = jax.tree_util.tree_map(lambda a: np.asarray(a[k]), best_state)
-            if spec.model is not None:  # a user's module: its variables as plain nested dicts
-                from flax import nnx
-
-                out.params[i], out.model_state[i] = nnx.to_pure_dict(p), nnx.to_pure_dict(s)
-                out.best_params[i], out.best_state[i] = nnx.to_pure_dict(bp), nnx.to_pure_dict(bs)
-            else:
-                out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
-                out.best_params[i], out.best_state[i] = layers.unpad_tree(spec.arch, c, bp, bs)
+            _finish_config(spec, i, configs[i], _row(carry, k), {n: v[:, k] for n, v in metrics.items()}, out,
+                           configs[i].epochs)
             if record_steps:
+                c = configs[i]
                 out.step_losses[i] = np.asarray(metrics["step_loss"][: c.epochs, k])
                 S = metrics["step_loss"].shape[2]
                 steps = [jax.tree_util.tree_map(lambda a: np.asarray(a[e, k, st]), sm["step_params"])
@@ -499,6 +654,51 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         if on_chunk is not None:
             on_chunk(plan, ci, out)
     return True
+
+
+def _segment_args(seg: int, E: int, lrs, inputs: dict, runs, hp, dev_data, put) -> Callable:
+    """args(k, carry): the arguments of a chunk's program call for its k-th segment of `seg` epochs."""
+
+    def args(k, carry):
+        lo, hi = k * seg, min((k + 1) * seg, E)
+        lr = lrs[:, lo:hi]
+        inp = {name: v[:, lo:hi] for name, v in inputs.items()}
+        if hi - lo < seg:  # a last, shorter segment: pad with frozen epochs (never trained)
+            lr = np.concatenate([lr, np.repeat(lr[:, -1:], seg - (hi - lo), axis=1)], axis=1)
+            inp = {name: np.concatenate([v, np.repeat(v[:, -1:], seg - (hi - lo), axis=1)], axis=1)
+                   for name, v in inp.items()}
+        return (carry, np.bool_(k == 0), np.int32(lo), runs, hp, put(lr), dev_data,
+                {name: put(v) for name, v in inp.items()})
+
+    return args
+
+
+def _join_metrics(seg_metrics: list, epochs: int) -> dict:
+    """One chunk's metrics of consecutive segments, {name: [epochs, n, ...]} (step_params left out)."""
+    return {name: np.concatenate([sm[name] for sm in seg_metrics], axis=0)[:epochs]
+            for name in seg_metrics[0] if name != "step_params"}
+
+
+def _row(tree, k: int):
+    """Config k's slice of a chunk's (host) pytree."""
+    return jax.tree_util.tree_map(lambda a: np.asarray(a[k]), tree)
+
+
+def _finish_config(spec: ProgramSpec, i: int, c: Config, carry_row: Carry, metrics: dict, out: SweepRun,
+                   stop: int) -> None:
+    """Write config i's outputs: its first `stop` epochs of metrics and, from its carried state, its
+    final and best-epoch params and model state in its own layout."""
+    out.metrics[i] = {name: np.asarray(v[:stop]) for name, v in metrics.items() if name != "step_loss"}
+    p, s = carry_row.ts.params, carry_row.ts.model_state
+    bp, bs = carry_row.best_params, carry_row.best_state
+    if spec.model is not None:  # a user's module: its variables as plain nested dicts
+        from flax import nnx
+
+        out.params[i], out.model_state[i] = nnx.to_pure_dict(p), nnx.to_pure_dict(s)
+        out.best_params[i], out.best_state[i] = nnx.to_pure_dict(bp), nnx.to_pure_dict(bs)
+    else:
+        out.params[i], out.model_state[i] = layers.unpad_tree(spec.arch, c, p, s)
+        out.best_params[i], out.best_state[i] = layers.unpad_tree(spec.arch, c, bp, bs)
 
 
 def _finish(pending, seg: int, members, configs, bar) -> dict:

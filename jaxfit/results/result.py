@@ -49,7 +49,11 @@ class SweepResult:
         self.meta = meta
         k = (meta.get("dataset") or {}).get("num_classes")
         every = int(meta.get("eval_every") or 1)
-        div = [divergence({m: curves[m][i, :c.epochs] for m in METRICS}, params[i], c.loss, k, every)
+        pruned = meta.get("prune")
+        # Epochs each config trained: its own, or where successive halving stopped it.
+        self.stopped_epoch = np.array(pruned["stopped_epoch"] if pruned else [c.epochs for c in self.configs],
+                                      dtype=np.int64)
+        div = [divergence({m: curves[m][i, :self.stopped_epoch[i]] for m in METRICS}, params[i], c.loss, k, every)
                for i, c in enumerate(self.configs)]
         self.diverged_epoch = np.array([d[0] for d in div], dtype=np.int64)
         self.diverged_rule = [d[1] for d in div]  # "" or one of DIVERGENCE_RULES, per config
@@ -140,20 +144,24 @@ class SweepResult:
             rows = []
             for i, c in enumerate(self.configs):
                 row: dict[str, Any] = {"config": i}
+                stop = int(self.stopped_epoch[i])
                 for f in fields(Config):
                     row[f.name] = getattr(c, f.name)
                 for m in METRICS:
-                    curve = self.curves[m][i, : c.epochs]
+                    curve = self.curves[m][i, : stop]
                     row[f"final_{m}"] = float(curve[-1])
-                va = self.curves["val_acc"][i, : c.epochs]
-                vl = self.curves["val_loss"][i, : c.epochs]
+                va = self.curves["val_acc"][i, : stop]
+                vl = self.curves["val_loss"][i, : stop]
                 row["best_val_acc"] = float(np.nanmax(va)) if np.isfinite(va).any() else math.nan
                 row["best_val_loss"] = float(np.nanmin(vl)) if np.isfinite(vl).any() else math.nan
-                full = self.curves["full_train_loss"][i, : c.epochs]
+                full = self.curves["full_train_loss"][i, : stop]
                 row["auc_full_train_loss"] = float(np.mean(full[counted(full, every)]))  # the epochs evaluated
                 row["diverged"] = bool(self.diverged_epoch[i] >= 0)
                 row["diverged_epoch"] = int(self.diverged_epoch[i])
                 row["diverged_rule"] = self.diverged_rule[i]
+                if self.meta.get("prune"):
+                    row["stopped_epoch"] = stop
+                    row["pruned"] = stop < c.epochs
                 rows.append(row)
             self._base_table = pd.DataFrame(rows).set_index("config")
         return self._base_table

@@ -1,0 +1,116 @@
+"""Successive halving inside a sweep (jaxfit.Halving): the decisions, the refusals, and survivors that
+train exactly as without pruning."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import jaxfit
+from jaxfit import Config
+from jaxfit.engine import compile as programs
+from jaxfit.engine import prune, run
+
+
+def test_rungs_and_a_decision_by_seed_averaged_groups():
+    h = jaxfit.Halving(metric="val_loss", min_epochs=2, eta=3)
+    assert h.rungs(20) == [2, 6, 18] and h.rungs(18) == [2, 6] and h.rungs(2) == []
+    configs = [Config(hidden=(4,), lr=lr, seed=s, epochs=10) for lr in (0.1, 0.01, 0.001, 0.3) for s in (0, 1)]
+    configs.append(Config(hidden=(4,), lr=0.5, seed=0, epochs=2))  # ends at the rung: never ranked
+    # per setting (lr) the two seeds' values: means 0.5, 0.4, 0.8 and NaN (a diverged seed sinks its setting)
+    value = {0: 0.1, 1: 0.9, 2: 0.4, 3: 0.4, 4: 0.8, 5: 0.8, 6: math.nan, 7: 0.0}
+    kept, stopped = prune.decide(h, 2, range(9), configs, value)
+    # 4 groups, ceil(4 / 3) = 2 kept: lr 0.01 (0.4) and lr 0.1 (0.5, though its seed 1 is worst alone)
+    assert kept == [0, 1, 2, 3] and stopped == [4, 5, 6, 7]  # config 8 ends at the rung: in neither
+
+
+def test_keeps_ceil_groups_over_eta_nan_last_ties_by_position():
+    h = jaxfit.Halving(metric="val_acc", min_epochs=1, eta=2, group_by=())
+    configs = [Config(hidden=(4,), lr=0.1 * (k + 1), epochs=4) for k in range(5)]
+    value = {0: 0.5, 1: 0.9, 2: 0.5, 3: math.nan, 4: 0.7}  # accuracy: higher is better
+    kept, stopped = prune.decide(h, 1, range(5), configs, value)
+    assert kept == [0, 1, 4] and stopped == [2, 3]  # ceil(5 / 2) = 3; the tie 0 vs 2 goes to 0; NaN last
+    assert prune.decide(h, 4, range(5), configs, value) == ([], [])  # nobody trains past epoch 4
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"metric": "val_los"}, "allowed values are val_loss"),
+    ({"eta": 1}, "eta=1"),
+    ({"min_epochs": 0}, "min_epochs=0"),
+    ({"group_by": ("sead",)}, "'sead' is not a Config field"),
+])
+def test_bad_halving_fields_are_named(kwargs, match):
+    with pytest.raises(jaxfit.UserError, match=match):
+        jaxfit.Halving(**kwargs)
+
+
+def test_refusals_come_before_compiling(sum_bin_small, tmp_path):
+    cfgs = jaxfit.grid(hidden=(4,), lr=[0.1, 0.01], epochs=6)
+    c0 = jaxfit.compile_count()
+    with pytest.raises(jaxfit.UserError, match=r"rung epoch\(s\) \[1, 3\] are not evaluated with eval_every=2"):
+        jaxfit.sweep(sum_bin_small, cfgs, prune=jaxfit.Halving(min_epochs=1), eval_every=2)
+    with pytest.raises(jaxfit.UserError, match="prune=: cannot be combined with checkpoint_dir"):
+        jaxfit.sweep(sum_bin_small, cfgs, prune=jaxfit.Halving(), checkpoint_dir=str(tmp_path))
+    with pytest.raises(jaxfit.UserError, match="pass jaxfit.Halving"):
+        jaxfit.sweep(sum_bin_small, cfgs, prune="halving")
+    assert jaxfit.compile_count() == c0
+
+
+GRID = dict(hidden=[(8,), (16, 16)], activation=["relu", "tanh"], lr=[0.3, 0.03, 0.003], seed=[0, 1], epochs=9,
+            dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def full_and_pruned(sum_bin_small):
+    cfgs = jaxfit.grid(**GRID)
+    full = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4)
+    programs.clear_cache()  # the pruned sweep's compiles are counted from nothing
+    pruned = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=jaxfit.Halving(min_epochs=1, eta=3))
+    return cfgs, full, pruned
+
+
+def test_survivors_train_as_without_pruning_and_the_stopped_keep_their_epochs(full_and_pruned):
+    cfgs, full, h = full_and_pruned
+    t = h.table
+    rungs = h.meta["prune"]["rungs"]
+    assert [(r["epoch"], r["ranked"], r["kept"]) for r in rungs] == [(1, 24, 8), (3, 8, 4)]  # 12 -> 4 -> 2 groups
+    assert t["pruned"].sum() == 20 and sorted(set(t["stopped_epoch"])) == [1, 3, 9]
+    assert (t.groupby(["hidden", "activation", "lr"])["stopped_epoch"].nunique() == 1).all()  # seeds together
+    for i in range(len(cfgs)):
+        stop = int(t["stopped_epoch"][i])
+        for m in full.curves:
+            np.testing.assert_allclose(h.curves[m][i, :stop], full.curves[m][i, :stop], rtol=0, atol=1e-10,
+                                       err_msg=f"config {i} {m}")
+            assert np.isnan(h.curves[m][i, stop:]).all()
+        if stop == cfgs[i].epochs:
+            for a, b in zip(jax.tree_util.tree_leaves(h.params(i)), jax.tree_util.tree_leaves(full.params(i))):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+            assert t["final_val_loss"][i] == pytest.approx(full.table["final_val_loss"][i], abs=1e-10)
+        else:  # its final metrics are those of its last epoch trained
+            assert t["final_val_loss"][i] == pytest.approx(full.curves["val_loss"][i, stop - 1], abs=1e-10)
+            best = int(np.nanargmax(full.curves["val_acc"][i, :stop]))
+            assert t["best_val_acc"][i] == pytest.approx(full.curves["val_acc"][i, best], abs=1e-10)
+        assert h.params(i, best=True)["dense"][0]["w"].shape == full.params(i)["dense"][0]["w"].shape
+    assert h.meta["model_steps_trained"] < full.meta["model_steps_trained"] / 2
+    assert "verdict" in t.columns or len(t.columns) > len(full.table.columns) - 1  # diagnostics ran on it
+
+
+def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin_small, monkeypatch):
+    # With a fixed chunk size the survivors are packed into chunks of the same shape, each choice
+    # group padded to whole blocks where that keeps the program: one program per bucket, compiled once.
+    cfgs, _, h = full_and_pruned
+    assert h.meta["compiles"] == len(h.meta["plans"])
+    # Control: packed plainly, the survivors' blocks straddle their choices and need other programs.
+    monkeypatch.setattr(run, "_pack", lambda spec, members, size, seg, configs, *_: plain(spec, members, size, seg,
+                                                                                         configs))
+    programs.clear_cache()
+    again = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=jaxfit.Halving(min_epochs=1, eta=3))
+    assert again.meta["compiles"] > len(again.meta["plans"])
+    assert list(again.table["stopped_epoch"]) == list(h.table["stopped_epoch"])
+
+
+def plain(spec, members, size, seg, configs):
+    chunks = [members[k:k + size] for k in range(0, len(members), size)]
+    bounds = run._choice_boundaries(spec, chunks, configs, size)
+    return chunks, bounds, programs.program_key(spec, size, seg, {"precision": None}, bounds)[0]
