@@ -122,8 +122,12 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         averaged) train on and the rest stop there (`table["stopped_epoch"]`, `["pruned"]`; their
         curves end at the stop; final and best-epoch params are those at or before it). Survivors
         train exactly as without pruning (a config never depends on its chunk-mates); the
-        decisions are in `result.meta["prune"]`. Not combinable with checkpoint_dir, on_chunk or
-        record_steps yet.
+        decisions are in `result.meta["prune"]`. With checkpoint_dir each span between rungs of
+        each chunk is saved (the carried states and curves so far), so a rerun resumes and makes the
+        same decisions. eval_every must divide every rung (the rung's epoch is evaluated); with
+        eval_rows the rungs rank on the subsample, and a stopped config's last epoch is the
+        subsample's (only configs that reach their own last epoch are evaluated there in full).
+        Not combinable with on_chunk or record_steps yet.
     """
     configs = list(configs)
     _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)

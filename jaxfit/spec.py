@@ -7,6 +7,13 @@
     eval_every = 1               # evaluate every k epochs (and at each config's last); jaxfit.sweep's
     eval_rows = 5000             # evaluate on at most this many fixed rows of each split (last epoch: all)
 
+    [prune]                      # optional: successive halving (jaxfit.Halving; --prune on the command line)
+    kind = "halving"
+    metric = "val_loss"          # ranked at each rung, seed-averaged
+    min_epochs = 1               # rungs at min_epochs * eta^k epochs
+    eta = 3                      # keep the best 1/eta of the settings at each rung
+    group_by = ["seed"]          # configs equal but for these fields live or die together
+
     [[data]]                     # a built-in generator; any argument may be a list: an axis
     name = "sum_mod"
     n = [2000, 20000]
@@ -54,7 +61,9 @@ from .config import Config
 from .datasets import DATASETS, Dataset
 from .errors import UserError
 
-TOP_TABLES = ("sweep", "data", "grid", "sample")
+TOP_TABLES = ("sweep", "data", "grid", "sample", "prune")
+PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by")
+PRUNE_KINDS = ("halving",)
 SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows")
 FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name", "remap_labels")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
@@ -91,6 +100,16 @@ class SweepSpec:
     data: list[DataRun]
     configs: list[Config]
     settings: dict[str, Any] = field(default_factory=dict)
+    prune_table: dict[str, Any] | None = None  # [prune], or the command line's --prune options
+
+    @property
+    def prune(self):
+        """The sweep's `jaxfit.Halving`, or None."""
+        if not self.prune_table:
+            return None
+        from .engine.prune import Halving
+
+        return Halving(**{k: v for k, v in self.prune_table.items() if k != "kind"})
 
     @property
     def evaluation(self) -> tuple[int, int | None]:
@@ -104,6 +123,8 @@ class SweepSpec:
                 [c.to_dict() for c in self.configs])
         evaluation = self.evaluation
         blob = repr(what if evaluation == (1, None) else what + (evaluation,))
+        if self.prune_table:
+            blob += repr(sorted(self.prune.record().items()))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -194,10 +215,35 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
         v = settings.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise UserError(f"{where(k, 'sweep')}: {k}={v!r} must be a positive integer")
+    prune = prune_table(doc.get("prune"), lambda key=None: where(key, "prune"))
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
         raise UserError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
-    return SweepSpec(path, text, title, data, configs, dict(settings))
+    return SweepSpec(path, text, title, data, configs, dict(settings), prune)
+
+
+def prune_table(t, where=lambda key=None: "[prune]") -> dict | None:
+    """A checked [prune] table (None: no pruning): every key known, and a valid jaxfit.Halving."""
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise UserError(f"{where()}: 'prune' must be a table [prune]")
+    for k in t:
+        if k not in PRUNE_KEYS:
+            raise UserError(f"{where(k)}: unknown key {k!r} in [prune]{_near(k, PRUNE_KEYS)}; allowed: "
+                             f"{', '.join(PRUNE_KEYS)}")
+    kind = t.get("kind", "halving")
+    if kind not in PRUNE_KINDS:
+        raise UserError(f"{where('kind')}: kind={kind!r} is invalid: allowed values are {', '.join(PRUNE_KINDS)}")
+    out = {"kind": kind, **{k: (tuple(v) if k == "group_by" and isinstance(v, list) else v)
+                            for k, v in t.items() if k != "kind"}}
+    from .engine.prune import Halving
+
+    try:
+        Halving(**{k: v for k, v in out.items() if k != "kind"})
+    except UserError as e:
+        raise UserError(f"{where()}: [prune]: {e}" if not where().startswith("--") else f"{where()}: {e}") from None
+    return out
 
 
 def _as_list(v):

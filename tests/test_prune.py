@@ -2,6 +2,7 @@
 train exactly as without pruning."""
 
 import math
+import re
 
 import jax
 import numpy as np
@@ -50,8 +51,8 @@ def test_refusals_come_before_compiling(sum_bin_small, tmp_path):
     c0 = jaxfit.compile_count()
     with pytest.raises(jaxfit.UserError, match=r"rung epoch\(s\) \[1, 3\] are not evaluated with eval_every=2"):
         jaxfit.sweep(sum_bin_small, cfgs, prune=jaxfit.Halving(min_epochs=1), eval_every=2)
-    with pytest.raises(jaxfit.UserError, match="prune=: cannot be combined with checkpoint_dir"):
-        jaxfit.sweep(sum_bin_small, cfgs, prune=jaxfit.Halving(), checkpoint_dir=str(tmp_path))
+    with pytest.raises(jaxfit.UserError, match="prune=: cannot be combined with on_chunk"):
+        jaxfit.sweep(sum_bin_small, cfgs, prune=jaxfit.Halving(), on_chunk=print)
     with pytest.raises(jaxfit.UserError, match="pass jaxfit.Halving"):
         jaxfit.sweep(sum_bin_small, cfgs, prune="halving")
     assert jaxfit.compile_count() == c0
@@ -114,3 +115,102 @@ def plain(spec, members, size, seg, configs):
     chunks = [members[k:k + size] for k in range(0, len(members), size)]
     bounds = run._choice_boundaries(spec, chunks, configs, size)
     return chunks, bounds, programs.program_key(spec, size, seg, {"precision": None}, bounds)[0]
+
+
+def test_a_killed_pruned_sweep_resumes_to_the_uninterrupted_result(sum_bin_small, tmp_path, monkeypatch):
+    cfgs = jaxfit.grid(hidden=[(8,), (16,)], lr=[0.3, 0.03, 0.003], seed=[0, 1], epochs=9)
+    rule = jaxfit.Halving(min_epochs=1, eta=3)
+    real, calls = run._train_span, []
+    monkeypatch.setattr(run, "_train_span", lambda *a, **k: calls.append(1) or real(*a, **k))
+    whole = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule)
+    n_spans = len(calls)
+    calls.clear()
+
+    def dies(*a, **k):  # the process dies in its 4th span (after the first rung's decision)
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(run, "_train_span", dies)
+    with pytest.raises(KeyboardInterrupt):
+        jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule, checkpoint_dir=str(tmp_path))
+    spans = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("span-"))
+    assert len(spans) == 3
+    calls.clear()
+    monkeypatch.setattr(run, "_train_span", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule, checkpoint_dir=str(tmp_path))
+    assert again.meta["prune"]["rungs"] == whole.meta["prune"]["rungs"]
+    assert len(calls) == n_spans - 3  # the saved spans were loaded, not trained
+    for m in whole.curves:
+        np.testing.assert_array_equal(again.curves[m], whole.curves[m])
+    for i in range(len(cfgs)):
+        for a, b in zip(jax.tree_util.tree_leaves(again.params(i, best=True)),
+                        jax.tree_util.tree_leaves(whole.params(i, best=True))):
+            np.testing.assert_array_equal(a, b)
+    # A damaged span file is set aside with a warning and retrained: the same result again.
+    victim = tmp_path / spans[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.warns(jaxfit.JaxfitWarning, match="unreadable"):
+        third = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule, checkpoint_dir=str(tmp_path))
+    np.testing.assert_array_equal(third.curves["val_loss"], whole.curves["val_loss"])
+    assert (tmp_path / (spans[0] + ".bad")).exists()
+
+
+
+SPEC = '''[[data]]
+name = "sum_bin"
+n = 200
+
+[grid]
+hidden = [[4], [8]]
+lr = [0.3, 0.03, 0.003]
+seed = [0, 1]
+epochs = 6
+
+[prune]
+metric = "val_loss"
+min_epochs = 2
+eta = 3
+'''
+
+
+def test_a_spec_prune_table_runs_saves_reports_and_resumes(tmp_path, capsys):
+    from jaxfit.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    args = ["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress", "--no-cache"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "successive halving on val_loss: epoch 2: 4 of 12 train on (280 of 504 model-steps trained)" in text
+    r = jaxfit.SweepResult.load(tmp_path / "o" / "sum_bin")
+    assert r.meta["prune"]["min_epochs"] == 2 and int(r.table["pruned"].sum()) == 8
+    assert list(r.table["stopped_epoch"]).count(6) == 4
+    ranked = r.ranking("val_acc")[1]
+    assert all(r.table["stopped_epoch"][i] == 6 for g in ranked[:2] for i in g)  # the finishers rank first
+    assert "successive halving" in (tmp_path / "o" / "report.html").read_text()
+    assert main(args) == 0  # the same command again: every span is loaded, the same table
+    again = jaxfit.SweepResult.load(tmp_path / "o" / "sum_bin")
+    np.testing.assert_array_equal(again.curves["val_loss"], r.curves["val_loss"])
+    # --prune none is another sweep (its digest differs): refused in the same directory
+    assert main(args + ["--prune", "none"]) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, argv, match", [
+    (SPEC + 'etta = 2\n', [], r"unknown key 'etta' in \[prune\] \(did you mean 'eta'\?\)"),
+    (SPEC.replace('metric = "val_loss"', 'kind = "asha"'), [], "kind='asha' is invalid: allowed values are halving"),
+    (SPEC.replace("eta = 3", "eta = 1"), [], r"\[prune\].*Halving\(eta=1\) is invalid"),
+    (SPEC.split("[prune]")[0], ["--eta", "2"], "--eta needs --prune halving"),
+    (SPEC.split("[prune]")[0], ["--prune", "halving", "--eta", "1"], r"--prune: Halving\(eta=1\) is invalid"),
+])
+def test_bad_prune_settings_are_one_line_before_any_work(tmp_path, capsys, text, argv, match):
+    from jaxfit.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(text)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress", "--no-cache", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+    assert not (tmp_path / "o").exists()

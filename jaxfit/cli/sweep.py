@@ -180,7 +180,8 @@ def _write_sweep_files(out, spec, args) -> None:
     info = {"digest": spec.digest, "title": spec.title, "spec": spec.path, "configs": len(spec.configs),
             "datasets": [{"label": d.label, "generator": d.generator, "args": d.args} for d in spec.data],
             "options": {**{k: getattr(args, k) for k in ("epochs", "seeds", "n", "smoke", "quick", "fuse")},
-                        "eval_every": spec.evaluation[0], "eval_rows": spec.evaluation[1]},
+                        "eval_every": spec.evaluation[0], "eval_rows": spec.evaluation[1],
+                        "prune": spec.prune.record() if spec.prune is not None else None},
             "jaxfit": jaxfit.__version__, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     from jaxfit.io import files as fsio
 
@@ -189,6 +190,27 @@ def _write_sweep_files(out, spec, args) -> None:
 
 
 CURRENT: dict[str, Any] = {}  # the sweep's output directory, for the interrupt message
+
+
+def _prune_options(args, spec) -> None:
+    """--prune / --min-epochs / --eta over the spec's [prune] table (checked before any work)."""
+    from jaxfit.spec import prune_table
+
+    tuning = {k: getattr(args, k, None) for k in ("min_epochs", "eta") if getattr(args, k, None) is not None}
+    choice = getattr(args, "prune", None)
+    if choice == "none":
+        if tuning:
+            raise UserError(f"--{next(iter(tuning)).replace('_', '-')} has no meaning with --prune none")
+        spec.prune_table = None
+        return
+    if choice is None and spec.prune_table is None:
+        if tuning:
+            raise UserError(f"--{next(iter(tuning)).replace('_', '-')} needs --prune halving (or a [prune] table "
+                             "in the spec)")
+        return
+    table = dict(spec.prune_table or {"kind": "halving"})
+    table.update(tuning)
+    spec.prune_table = prune_table(table, lambda key=None: "--prune")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -202,6 +224,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for k in ("eval_every", "eval_rows"):  # the options override the spec's [sweep] settings
         if getattr(args, k, None) is not None:
             spec.settings[k] = getattr(args, k)
+    _prune_options(args, spec)
     log(f"{len(spec.configs)} configs, {len(spec.data)} dataset(s) ({time.perf_counter() - t0:.1f} s)")
     # Everything is validated before anything compiles.
     loaded = []
@@ -294,7 +317,7 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
         log(f"\n== {run.label}: n_train={data.n_train}, n_val={data.n_val}, classes={data.num_classes}")
         result = jaxfit.sweep(data, spec.configs, progress=not (args.no_progress or args.quiet),
                               checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse,
-                              eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1])
+                              eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], prune=spec.prune)
         result.meta["dataset"]["args"] = run.args
         path = result.save(os.path.join(out, run.label))
         m = result.meta
@@ -305,6 +328,10 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
             f"of compile + run time decides what shares a program): compile {m['compile_s']:.1f} s "
             f"({m['programs_compiled']} compiled, {m['programs_from_disk']} from the disk cache), "
             f"run {m['run_s']:.1f} s, {_throughput(m)}, {int(result.diverged.sum())} diverged")
+        if m.get("prune"):
+            log("successive halving on " + m["prune"]["metric"] + ": " + "; ".join(
+                f"epoch {r['epoch']}: {r['kept']} of {r['ranked']} train on" for r in m["prune"]["rungs"])
+                + f" ({m['model_steps_trained']:,} of {m['model_steps']:,} model-steps trained)")
         for row, p in zip(m["plan"], m["plans"]):
             archs = " ".join("x".join(map(str, h)) or "linear" for h in row["architectures"])
             log(f"  program {row['bucket'] + 1}: {row['configs']} configs; nets {archs} padded to "

@@ -43,7 +43,7 @@ from .checks import check_batch_order, check_dropout_masks
 from .compile import mesh_sharding
 from .plan import Bucket, plan_buckets
 from .store import KINDS as OUTPUT_KINDS  # the per-config outputs, as checkpoints keep them
-from .store import ChunkStore
+from .store import ChunkStore, SpanStore
 
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
 
@@ -221,10 +221,9 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                          for i, m in enumerate(dropout_masks)]
     rungs = pruning.check(prune, configs, int(eval_every))
     if prune is not None:
-        given = [name for name, v in (("checkpoint_dir", checkpoint_dir), ("on_chunk", on_chunk)) if v is not None]
-        if given or record_steps:
-            raise UserError(f"prune=: cannot be combined with {', '.join(given + ['record_steps'] * record_steps)} "
-                            "yet (chunks change between rungs)")
+        if on_chunk is not None or record_steps:
+            given = ["on_chunk"] * (on_chunk is not None) + ["record_steps"] * record_steps
+            raise UserError(f"prune=: cannot be combined with {', '.join(given)} yet (chunks change between rungs)")
     buckets = plan_buckets(data, configs, fuse=fuse) if user is None else _user_buckets(data, configs, user)
     evaluation = (int(eval_every), int(eval_rows or 0))
     if evaluation != (1, 0):
@@ -271,13 +270,14 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
     then the sweep-wide decision stops the worst; the survivors of a bucket are packed into full
     chunks (a smaller chunk, compiled once, where the cost model says it pays). Returns the record
     of the rungs and each config's stopped epoch."""
-    del on_chunk, store, record_steps  # refused with prune by run_sweep
+    del on_chunk, record_steps  # refused with prune by run_sweep
+    spans = SpanStore(store) if store is not None else None
     n = len(configs)
     stop = [c.epochs for c in configs]
     live = set(range(n))
     state: dict[int, Carry] = {}   # config -> its carried state (host), between rungs
     hist: dict[int, list] = {i: [] for i in range(n)}   # config -> its metrics, interval by interval
-    segs, sizes, compiled_at, keys, records = {}, {}, {}, {}, []
+    segs, sizes, compiled_at, keys, records, carry_defs = {}, {}, {}, {}, [], {}
     for b in buckets:
         size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
         seg = planmod.segment_epochs(b.spec, min(size, len(b.members)), platform, override=segment)
@@ -307,6 +307,19 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
             seen: set[int] = set()
             with programs.x64_scope(spec.dtype):
                 for ci, chunk in enumerate(chunks):
+                    once = list(dict.fromkeys(chunk))
+                    skey = (spans.key(data.fingerprint(), [configs[i] for i in once], end, prune.record(), precision,
+                                      (spec.eval_every, spec.eval_rows)) if spans is not None else None)
+                    saved = spans.get(skey) if spans is not None else None
+                    if saved is not None:  # a rerun: this span of this chunk was trained and saved
+                        treedef = carry_defs.get(b.index) or carry_defs.setdefault(
+                            b.index, _carry_def(spec, once[0], data, configs, lrs_all, params, model_states))
+                        for i, (m, leaves) in zip(once, saved):
+                            state[i] = jax.tree_util.tree_unflatten(treedef, leaves)
+                            hist[i] = [m]
+                        if bar is not None:
+                            bar.resumed(sum(max(0, min(end, configs[i].epochs) - lo) for i in once))
+                        continue
                     carry, metrics, dt, source = _train_span(
                         b, chunk, size, seg, ks, state, data=data, configs=configs, lrs_all=lrs_all, params=params,
                         model_states=model_states, batch_orders=batch_orders, dropout_masks=dropout_masks, bar=bar,
@@ -320,6 +333,9 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
                             seen.add(i)
                             state[i] = _row(carry, k)
                             hist[i].append({name: v[: end - lo, k] for name, v in metrics.items()})
+                    if spans is not None:
+                        spans.put(skey, [({name: np.concatenate([h[name] for h in hist[i]]) for name in hist[i][0]},
+                                          jax.tree_util.tree_leaves(state[i])) for i in once])
         finished = [i for i in live if configs[i].epochs <= hi]
         record = None
         if hi in rungs:
@@ -342,6 +358,13 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
             hist[i] = []
     return {**prune.record(), "rungs": records, "stopped_epoch": stop,
             "pruned": [stop[i] < configs[i].epochs for i in range(n)]}
+
+
+def _carry_def(spec: ProgramSpec, i: int, data, configs, lrs_all, params, model_states):
+    """The pytree structure of one config's carried state in a bucket (to rebuild a saved one)."""
+    runs, hp, _, given_p, given_s, _ = _chunk_inputs(spec, [i], 1, configs, lrs_all, params, model_states, None, None)
+    return jax.tree_util.tree_structure(_row(_carry0(spec, runs, hp, _device_data(data, spec.dtype), given_p,
+                                                     given_s), 0))
 
 
 def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, known: set, left: float = 1.0,

@@ -193,3 +193,68 @@ class ChunkStore:
         record = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         fsio.write_npz(self._file(key), {**flat, _N: np.array(len(outputs)), _META: record})
         self.writes += 1
+
+
+class SpanStore:
+    """Checkpoints of successive halving (`engine.prune`): after each span of epochs between rungs,
+    a chunk's configs' carried training state and their metrics so far, in ``span-<key>.npz`` beside
+    the chunk files. The key covers the dataset, the chunk's configs, the span's epochs, the pruning
+    rule and the evaluation settings; decisions are recomputed from the saved metrics (they are
+    deterministic), so a rerun follows the same rungs. Checked as chunk files are (sha256 over the
+    arrays, versions, key); a damaged or mismatched file is set aside and its span retrained."""
+
+    def __init__(self, store: ChunkStore):
+        self.path = store.path
+        self.store = store
+        self.hits = 0
+        self._expected: dict[str, dict] = {}
+
+    def key(self, fingerprint: str, configs: Sequence[Any], end: int, rule: dict, matmul_precision: str,
+            evaluation: tuple[int, int]) -> str:
+        what = [fingerprint, [c.to_dict() for c in configs], int(end), rule, matmul_precision,
+                [int(evaluation[0]), int(evaluation[1])]]
+        key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+        self._expected[key] = {"format": CHUNK_FORMAT, "key": key, "n": len(configs), "end": int(end),
+                               "configs_sha256": configs_sha256(configs), **_versions()}
+        return key
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self.path, f"span-{key}.npz")
+
+    def get(self, key: str) -> list[tuple[dict, list]] | None:
+        """Per config (metrics so far {name: [end]}, carried state leaves), or None."""
+        want = self._expected[key]
+        file = self._file(key)
+        if not os.path.exists(file):
+            return None
+        try:
+            arrays, meta = ChunkStore._read(file)
+            problem = None
+            if meta.get("arrays_sha256") != arrays_sha256(arrays):
+                problem = "its arrays do not match their recorded sha256 (damaged)"
+            for field in want:
+                if problem is None and meta.get(field) != want[field]:
+                    problem = f"{field} {meta.get(field)!r}, this run needs {want[field]!r}"
+            out = [({}, {}) for _ in range(want["n"])]
+            for name, v in arrays.items():
+                i, kind, rest = name.split("/", 2)
+                out[int(i)][0 if kind == "metrics" else 1][rest] = v
+            if problem is None and any(len(m) == 0 or len(c) == 0 for m, c in out):
+                problem = "it holds no state for some of its configs"
+        except Exception as e:  # damaged: zipfile.BadZipFile, ValueError, KeyError...
+            problem = f"unreadable ({type(e).__name__}: {' '.join(str(e).split())})"
+        if problem is not None:
+            self.store._reject(file, problem)
+            return None
+        self.hits += 1
+        return [(m, [c[str(j)] for j in range(len(c))]) for m, c in out]
+
+    def put(self, key: str, per_config: Sequence[tuple[dict, list]]) -> None:
+        want = self._expected[key]
+        flat: dict[str, np.ndarray] = {}
+        for i, (metrics, leaves) in enumerate(per_config):
+            flat.update({f"{i}/metrics/{k}": np.asarray(v) for k, v in metrics.items()})
+            flat.update({f"{i}/carry/{j}": np.asarray(v) for j, v in enumerate(leaves)})
+        meta = {**want, "arrays_sha256": arrays_sha256(flat)}
+        record = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+        fsio.write_npz(self._file(key), {**flat, _N: np.array(len(per_config)), _META: record})

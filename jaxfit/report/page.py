@@ -255,6 +255,16 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
                      + (" (diverged)" if result.diverged[best_g.members].any() else "")))
     if rank_note:
         rows.append(("ranking", rank_note))
+    pr = meta.get("prune")
+    if pr:
+        rows.append(("successive halving",
+                     f"on {pr['metric']} (min_epochs {pr['min_epochs']}, eta {pr['eta']}, averaged over "
+                     f"{', '.join(pr['group_by']) or 'nothing'}): "
+                     + ("; ".join(f"at epoch {r['epoch']} {r['kept']} of {r['ranked']} trained on" for r in pr["rungs"])
+                        or "no rung below the last epoch")
+                     + f"; {sum(pr['pruned'])} configs stopped early, {meta.get('model_steps_trained', 0):,} of "
+                       f"{meta.get('model_steps', 0):,} model-steps trained (stopped groups rank below those "
+                       "trained further)"))
     if "date" in meta:
         rows.append(("trained", str(meta["date"])))
     if env:

@@ -212,7 +212,8 @@ class SweepResult:
         table and the report all use it.
 
         Order: groups holding a diverged run (any rule, finite blow-ups included) below every group
-        without one, by their fraction diverged; then the seed-averaged metric (accuracies highest first,
+        without one, by their fraction diverged; then, after successive halving (`prune=`), groups
+        stopped earlier below those trained further; then the seed-averaged metric (accuracies highest first,
         losses lowest first, NaN last); ties by the matching loss (final_val_loss for val_acc) and then
         by the group's first config."""
         col, note = self.ranking_column(metric)
@@ -233,7 +234,11 @@ class SweepResult:
         tie_key = np.where(np.isfinite(tie_key), tie_key, np.inf)
         frac = s[("diverged", "fraction")].to_numpy(dtype=float)
         first = np.array([m[0] for m in members])
-        order = np.lexsort((first, tie_key, key, frac))
+        # Pruned (successive halving): a group stopped early ranks below every group trained further,
+        # whatever its metric at its stop; without pruning every group trained all its epochs.
+        share = self.stopped_epoch / np.array([c.epochs for c in self.configs], dtype=np.float64)
+        trained = np.array([-float(np.mean(share[m])) for m in members])
+        order = np.lexsort((first, tie_key, key, trained, frac))
         return s.iloc[order], [members[o] for o in order], note
 
     def best(self, metric: str = "val_acc", k: int = 10, by: Sequence[str] | None = None) -> pd.DataFrame:
