@@ -280,6 +280,8 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
     segs, sizes, compiled_at, keys, records, carry_defs = {}, {}, {}, {}, [], {}
     for b in buckets:
         size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
+        if chunk_size is None:
+            size = _halving_size(size, len(b.members), prune.eta, ndev)
         seg = planmod.segment_epochs(b.spec, min(size, len(b.members)), platform, override=segment)
         inner = [r for r in rungs if r < b.spec.epochs]
         segs[b.index] = math.gcd(seg, *inner) if inner else seg  # a call never crosses a rung
@@ -399,6 +401,21 @@ def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, k
             if extra <= planmod.estimate(spec, size, platform)["compile_s"]:
                 return aligned
     return plain
+
+
+HALVING_MIN_CHUNK = 8  # configs per device: the smallest chunk _halving_size picks
+
+
+def _halving_size(size: int, n: int, eta: int, ndev: int) -> int:
+    """The first chunk size of a pruned bucket of `n` configs: about n / eta^2 (at most the memory's
+    `size`), so the survivors of the first two rungs fill whole chunks of the program the bucket
+    starts with instead of padding one chunk of all n (or compiling a smaller one)."""
+    want = max(math.ceil(n / eta ** 2), HALVING_MIN_CHUNK * ndev)
+    if want >= size:
+        return size
+    if ndev > 1:
+        want = math.ceil(want / ndev) * ndev
+    return min(size, want)
 
 
 def _halving_chunk(b: Bucket, n_live: int, size: int, fixed: bool, ndev: int, platform: str, left: float,
