@@ -214,3 +214,9 @@ def test_bad_prune_settings_are_one_line_before_any_work(tmp_path, capsys, text,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(match, err), err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pruned_bucket_starts_in_chunks_the_survivors_fill():
+    assert run._halving_size(540, 540, 3, 2) == 60  # 540 / 3^2, a multiple of the 2 devices
+    assert run._halving_size(100, 1000, 3, 1) == 100  # never above what the memory allows
+    assert run._halving_size(12, 12, 3, 1) == 12  # small buckets: at least 8 configs per device

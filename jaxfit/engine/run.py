@@ -411,7 +411,7 @@ def _halving_size(size: int, n: int, eta: int, ndev: int) -> int:
     `size`), so the survivors of the first two rungs fill whole chunks of the program the bucket
     starts with instead of padding one chunk of all n (or compiling a smaller one)."""
     want = max(math.ceil(n / eta ** 2), HALVING_MIN_CHUNK * ndev)
-    if want >= size:
+    if want >= size or 2 * want > n:  # (a split into two chunks or fewer only pads)
         return size
     if ndev > 1:
         want = math.ceil(want / ndev) * ndev
