@@ -11,7 +11,7 @@ import pytest
 import jaxfit
 from jaxfit import Config
 from jaxfit.engine import compile as programs
-from jaxfit.engine import prune, run
+from jaxfit.engine import cpu, prune, run
 
 
 def test_rungs_and_a_decision_by_seed_averaged_groups():
@@ -102,13 +102,20 @@ def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin
     # group padded to whole blocks where that keeps the program: one program per bucket, compiled once.
     cfgs, _, h = full_and_pruned
     assert h.meta["compiles"] == len(h.meta["plans"])
+    # Blocks of a whole chunk (the block size otherwise follows this CPU's L2 cache: with blocks of 2
+    # the last rung's survivors relu, relu, tanh, tanh share their choices in any layout).
+    monkeypatch.setattr(cpu, "block_sizes", lambda *a, **k: (0, 0))
+    rule = jaxfit.Halving(min_epochs=1, eta=3)
+    programs.clear_cache()
+    aligned = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule)
+    assert aligned.meta["compiles"] == len(aligned.meta["plans"])
     # Control: packed plainly, the survivors' blocks straddle their choices and need other programs.
     monkeypatch.setattr(run, "_pack", lambda spec, members, size, seg, configs, *_: plain(spec, members, size, seg,
                                                                                          configs))
     programs.clear_cache()
-    again = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=jaxfit.Halving(min_epochs=1, eta=3))
+    again = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule)
     assert again.meta["compiles"] > len(again.meta["plans"])
-    assert list(again.table["stopped_epoch"]) == list(h.table["stopped_epoch"])
+    assert list(again.table["stopped_epoch"]) == list(h.table["stopped_epoch"]) == list(aligned.table["stopped_epoch"])
 
 
 def plain(spec, members, size, seg, configs):
