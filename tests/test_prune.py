@@ -102,26 +102,35 @@ def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin
     # group padded to whole blocks where that keeps the program: one program per bucket, compiled once.
     cfgs, _, h = full_and_pruned
     assert h.meta["compiles"] == len(h.meta["plans"])
-    # Blocks of a whole chunk (the block size otherwise follows this CPU's L2 cache: with blocks of 2
-    # the last rung's survivors relu, relu, tanh, tanh share their choices in any layout).
+    # The packing itself, on survivors relu, relu, tanh, tanh in chunks of 4 with whole-chunk blocks
+    # (fixed here: the block size otherwise follows this CPU's L2 cache).
     monkeypatch.setattr(cpu, "block_sizes", lambda *a, **k: (0, 0))
-    rule = jaxfit.Halving(min_epochs=1, eta=3)
-    programs.clear_cache()
-    aligned = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule)
-    assert aligned.meta["compiles"] == len(aligned.meta["plans"])
-    # Control: packed plainly, the survivors' blocks straddle their choices and need other programs.
-    monkeypatch.setattr(run, "_pack", lambda spec, members, size, seg, configs, *_: plain(spec, members, size, seg,
-                                                                                         configs))
-    programs.clear_cache()
-    again = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=rule)
-    assert again.meta["compiles"] > len(again.meta["plans"])
-    assert list(again.table["stopped_epoch"]) == list(h.table["stopped_epoch"]) == list(aligned.table["stopped_epoch"])
+    from jaxfit.engine.plan import plan_buckets
+
+    (b,) = plan_buckets(sum_bin_small, cfgs)
+    first = [b.members[k:k + 4] for k in range(0, len(b.members), 4)]
+    with programs.x64_scope(b.spec.dtype):
+        _, _, key0 = plain(b.spec, b.members, 4, 1, cfgs)  # the bucket's first program: every chunk one choice
+        assert key0[6] == (True, True)
+        relu = [i for i in b.members if cfgs[i].activation == "relu"][:2]
+        tanh = [i for i in b.members if cfgs[i].activation == "tanh"][:2]
+        survivors = relu + tanh
+        chunks, _, key = run._pack(b.spec, survivors, 4, 1, cfgs, {key0})
+        assert key == key0 and chunks == [relu + [relu[-1]] * 2, tanh + [tanh[-1]] * 2]
+        # Control: packed plainly, the chunk straddles the choice and needs another program.
+        _, _, key_plain = plain(b.spec, survivors, 4, 1, cfgs)
+        assert key_plain != key0 and key_plain[6] == (False, False)
+        # Where the extra chunks would cost more than a compile, the plain layout (and a compile) is taken.
+        monkeypatch.setattr(run.planmod, "estimate", lambda spec, n, platform: {"compile_s": 0.0, "run_s": float(n)})
+        assert run._pack(b.spec, survivors, 4, 1, cfgs, {key0})[0] == [survivors]
+    assert len(first) == 6
 
 
 def plain(spec, members, size, seg, configs):
     chunks = [members[k:k + size] for k in range(0, len(members), size)]
     bounds = run._choice_boundaries(spec, chunks, configs, size)
     return chunks, bounds, programs.program_key(spec, size, seg, {"precision": None}, bounds)[0]
+
 
 
 def test_a_killed_pruned_sweep_resumes_to_the_uninterrupted_result(sum_bin_small, tmp_path, monkeypatch):
