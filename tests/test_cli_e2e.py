@@ -90,9 +90,13 @@ def test_second_sweep_into_a_directory_in_use_is_refused_and_ctrl_c_says_how_to_
     args = [sys.executable, "-m", "jaxfit.cli", "sweep", "--datasets", "sum_bin", "--epochs", "400", "--seeds", "1",
             "--out", str(out), "--no-progress", "--no-cache"]
     # Ctrl-C reaches the sweep even when the tests run as a background job (`cmd &` in a script starts
-    # with SIGINT ignored, its children inherit that, and Python then never raises KeyboardInterrupt).
-    first = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # with SIGINT ignored, and an ignored signal stays ignored in children; a handled one is reset to
+    # the default at exec, so SIGINT is handled here while the sweep starts).
+    before_sig = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        first = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, before_sig)
     try:
         deadline = time.time() + 120
         while not (out / "sweep.json").exists():

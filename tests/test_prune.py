@@ -102,8 +102,9 @@ def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin
     # group padded to whole blocks where that keeps the program: one program per bucket, compiled once.
     cfgs, _, h = full_and_pruned
     assert h.meta["compiles"] == len(h.meta["plans"])
-    # The packing itself, on survivors relu, relu, tanh, tanh in chunks of 4 with whole-chunk blocks
-    # (fixed here: the block size otherwise follows this CPU's L2 cache).
+    # The packing itself, on survivors relu, tanh, tanh, tanh in chunks of 4 with whole-device blocks
+    # (fixed here: the block size otherwise follows this CPU's L2 cache). The one relu config straddles
+    # with one host device or two (the suite has two once benchmarks/ is imported before JAX starts).
     monkeypatch.setattr(cpu, "block_sizes", lambda *a, **k: (0, 0))
     from jaxfit.engine.plan import plan_buckets
 
@@ -112,11 +113,12 @@ def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin
     with programs.x64_scope(b.spec.dtype):
         _, _, key0 = plain(b.spec, b.members, 4, 1, cfgs)  # the bucket's first program: every chunk one choice
         assert key0[6] == (True, True)
-        relu = [i for i in b.members if cfgs[i].activation == "relu"][:2]
-        tanh = [i for i in b.members if cfgs[i].activation == "tanh"][:2]
+        relu = [i for i in b.members if cfgs[i].activation == "relu"][:1]
+        tanh = [i for i in b.members if cfgs[i].activation == "tanh"][:3]
         survivors = relu + tanh
         chunks, _, key = run._pack(b.spec, survivors, 4, 1, cfgs, {key0})
-        assert key == key0 and chunks == [relu + [relu[-1]] * 2, tanh + [tanh[-1]] * 2]
+        assert key == key0 and [i for ch in chunks for i in dict.fromkeys(ch)] == survivors
+        assert all(len(ch) <= 4 for ch in chunks) and len(chunks) == 2  # relu padded to its own block(s)
         # Control: packed plainly, the chunk straddles the choice and needs another program.
         _, _, key_plain = plain(b.spec, survivors, 4, 1, cfgs)
         assert key_plain != key0 and key_plain[6] == (False, False)
