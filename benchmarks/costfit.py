@@ -78,10 +78,8 @@ def fit(rows: list[dict], terms: tuple[str, ...], target: str) -> dict[str, floa
 def rel_errors(rows, constants) -> list[dict]:
     out = []
     for r in rows:
-        k = {"compile_s": 0.0, "branch": 0.0, "layer": 0.0, **constants}
-        f = r["features"]
-        est_c = sum(k[t] * f[t] for t in planmod.COMPILE_TERMS)
-        est_r = f["step_s"] * k["step_s"] + f["elem_s"] * k["elem_s"] + f["rate"] / k["rate"]
+        est = planmod.cost_of(r["features"], constants)
+        est_c, est_r = est["compile_s"], est["run_s"]
         out.append({"compile": est_c / r["compile_s"] - 1 if r["source"] == "compiled" else None,
                     "run": est_r / r["run_s"] - 1, "est_compile_s": est_c, "est_run_s": est_r})
     return out

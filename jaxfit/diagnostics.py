@@ -202,8 +202,7 @@ def unit_stats_many(configs, params: list, states: list, x) -> list[dict[str, An
         if arch.fused:
             trees = [(*layers.pad_tree(arch, configs[i], p, s, "float64"),
                       layers.struct_of(arch, configs[i], np.float64)) for i, (p, s) in zip(members, trees)]
-        stacked = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(v) for v in a]), *trees)
-        stacked = jax.tree_util.tree_map(lambda a: a.astype(np.float64) if a.dtype.kind == "f" else a, stacked)
+        stacked = jax.tree_util.tree_map(lambda *a: _f64(np.stack([np.asarray(v) for v in a])), *trees)
         jobs.append((members, arch, stacked))
 
     def run(job):
@@ -219,6 +218,11 @@ def unit_stats_many(configs, params: list, states: list, x) -> list[dict[str, An
             out[i] = {key: [v[k] for v in got[key]] for key in ("pinned_sigmoid", "pinned_tanh", "active")}
             out[i].update(out_saturated=float(got["out_saturated"][k]), rows=x.shape[0])
     return out
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    """Floating arrays as float64 (the passes run in float64); integer ones (a Struct's) kept."""
+    return a.astype(np.float64) if a.dtype.kind == "f" else a
 
 
 @functools.lru_cache(maxsize=256)

@@ -190,12 +190,7 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
                              f"{k!r}{_near(k, TOP_TABLES)}; a spec has [sweep], [[data]], [grid] (or [[grid]]) "
                              "and [sample]")
     settings = doc.get("sweep", {})
-    if not isinstance(settings, dict):
-        raise UserError(f"{where('sweep')}: 'sweep' must be a table [sweep]")
-    for k in settings:
-        if k not in SWEEP_KEYS:
-            raise UserError(f"{where(k, 'sweep')}: unknown key {k!r} in [sweep]{_near(k, SWEEP_KEYS)}; "
-                             f"allowed: {', '.join(SWEEP_KEYS)}")
+    _check_table(settings, "sweep", SWEEP_KEYS, where('sweep'), lambda k: where(k, "sweep"))
     if "grid" in doc and "sample" in doc:
         raise UserError(f"{where(table='sample')}: a spec has either [grid] or [sample], not both")
     if "grid" not in doc and "sample" not in doc:
@@ -215,23 +210,30 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
         v = settings.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise UserError(f"{where(k, 'sweep')}: {k}={v!r} must be a positive integer")
-    prune = prune_table(doc.get("prune"), lambda key=None: where(key, "prune"))
+    prune = prune_table(doc.get("prune"), lambda key=None: where(key, "prune"), "[prune]")
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
         raise UserError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
     return SweepSpec(path, text, title, data, configs, dict(settings), prune)
 
 
-def prune_table(t, where=lambda key=None: "[prune]") -> dict | None:
-    """A checked [prune] table (None: no pruning): every key known, and a valid jaxfit.Halving."""
+def _check_table(t, name: str, keys: tuple, where_table: str, where_key) -> None:
+    """A spec's [name] is a table whose every key is one of `keys` (else a UserError at its place)."""
+    if not isinstance(t, dict):
+        raise UserError(f"{where_table}: '{name}' must be a table [{name}]")
+    for k in t:
+        if k not in keys:
+            raise UserError(f"{where_key(k)}: unknown key {k!r} in [{name}]{_near(k, keys)}; "
+                             f"allowed: {', '.join(keys)}")
+
+
+def prune_table(t, where, label: str | None = None) -> dict | None:
+    """A checked [prune] table (None: no pruning): every key known, and a valid jaxfit.Halving.
+    `where(key=None)`: the place errors name; `label`: what a Halving error is prefixed with
+    (the table's name in a spec; None on the command line, where `where` names the option)."""
     if t is None:
         return None
-    if not isinstance(t, dict):
-        raise UserError(f"{where()}: 'prune' must be a table [prune]")
-    for k in t:
-        if k not in PRUNE_KEYS:
-            raise UserError(f"{where(k)}: unknown key {k!r} in [prune]{_near(k, PRUNE_KEYS)}; allowed: "
-                             f"{', '.join(PRUNE_KEYS)}")
+    _check_table(t, "prune", PRUNE_KEYS, where(), where)
     kind = t.get("kind", "halving")
     if kind not in PRUNE_KINDS:
         raise UserError(f"{where('kind')}: kind={kind!r} is invalid: allowed values are {', '.join(PRUNE_KINDS)}")
@@ -242,7 +244,7 @@ def prune_table(t, where=lambda key=None: "[prune]") -> dict | None:
     try:
         Halving(**{k: v for k, v in out.items() if k != "kind"})
     except UserError as e:
-        raise UserError(f"{where()}: [prune]: {e}" if not where().startswith("--") else f"{where()}: {e}") from None
+        raise UserError(f"{where()}: {label + ': ' if label else ''}{e}") from None
     return out
 
 

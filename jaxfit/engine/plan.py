@@ -136,13 +136,17 @@ COMPILE_TERMS = ("compile_s", "branch", "layer")
 RUN_TERMS = ("step_s", "elem_s", "rate")
 
 
+def cost_of(features: dict, constants: dict) -> dict:
+    """{"compile_s", "run_s"} estimated from `cost_features` with a set of constants (see COST)."""
+    compile_s = sum(constants.get(t, 0.0) * features[t] for t in COMPILE_TERMS)
+    run_s = (features["step_s"] * constants["step_s"] + features["elem_s"] * constants["elem_s"]
+             + features["rate"] / constants["rate"])
+    return {"compile_s": compile_s, "run_s": run_s}
+
+
 def estimate(spec: ProgramSpec, n_configs: int, platform: str, hinted: bool | None = None,
              constants: dict | None = None) -> dict:
-    k = constants or cost_constants(platform)
-    f = cost_features(spec, n_configs, hinted)
-    compile_s = sum(k.get(t, 0.0) * f[t] for t in COMPILE_TERMS)
-    run_s = f["step_s"] * k["step_s"] + f["elem_s"] * k["elem_s"] + f["rate"] / k["rate"]
-    return {"compile_s": compile_s, "run_s": run_s}
+    return cost_of(cost_features(spec, n_configs, hinted), constants or cost_constants(platform))
 
 
 def _total(e: dict) -> float:

@@ -272,12 +272,13 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
     of the rungs and each config's stopped epoch."""
     del on_chunk, record_steps  # refused with prune by run_sweep
     spans = SpanStore(store) if store is not None else None
+    rule = prune.record()
     n = len(configs)
     stop = [c.epochs for c in configs]
     live = set(range(n))
     state: dict[int, Carry] = {}   # config -> its carried state (host), between rungs
     hist: dict[int, list] = {i: [] for i in range(n)}   # config -> its metrics, interval by interval
-    segs, sizes, compiled_at, keys, records, carry_defs = {}, {}, {}, {}, [], {}
+    segs, sizes, compiled_at, keys, records, carry_defs, dev_data = {}, {}, {}, {}, [], {}, {}
     for b in buckets:
         size = initial_chunk(b, chunk_size, budget, ndev, warn=True)
         if chunk_size is None:
@@ -310,7 +311,7 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
             with programs.x64_scope(spec.dtype):
                 for ci, chunk in enumerate(chunks):
                     once = list(dict.fromkeys(chunk))
-                    skey = (spans.key(data.fingerprint(), [configs[i] for i in once], end, prune.record(), precision,
+                    skey = (spans.key(data.fingerprint(), [configs[i] for i in once], end, rule, precision,
                                       (spec.eval_every, spec.eval_rows)) if spans is not None else None)
                     saved = spans.get(skey) if spans is not None else None
                     if saved is not None:  # a rerun: this span of this chunk was trained and saved
@@ -322,8 +323,11 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
                         if bar is not None:
                             bar.resumed(sum(max(0, min(end, configs[i].epochs) - lo) for i in once))
                         continue
+                    key_data = (spec.dtype, size)
+                    if key_data not in dev_data:  # the data on the devices once per dtype and chunk layout
+                        dev_data[key_data] = _device_data(data, spec.dtype, mesh_sharding(size)[1])
                     carry, metrics, dt, source = _train_span(
-                        b, chunk, size, seg, ks, state, data=data, configs=configs, lrs_all=lrs_all, params=params,
+                        b, chunk, size, seg, ks, state, dev_data=dev_data[key_data], configs=configs, lrs_all=lrs_all, params=params,
                         model_states=model_states, batch_orders=batch_orders, dropout_masks=dropout_masks, bar=bar,
                         precision=precision, n_buckets=n_buckets, label=(ci, len(chunks)), plan=plan,
                         boundaries=boundaries)
@@ -336,30 +340,30 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
                             state[i] = _row(carry, k)
                             hist[i].append({name: v[: end - lo, k] for name, v in metrics.items()})
                     if spans is not None:
-                        spans.put(skey, [({name: np.concatenate([h[name] for h in hist[i]]) for name in hist[i][0]},
-                                          jax.tree_util.tree_leaves(state[i])) for i in once])
+                        spans.put(skey, [(_history(hist[i]), jax.tree_util.tree_leaves(state[i])) for i in once])
         finished = [i for i in live if configs[i].epochs <= hi]
-        record = None
         if hi in rungs:
             before = sorted(live)
-            value = {i: float(np.concatenate([h[prune.metric] for h in hist[i]])[hi - 1]) for i in before
-                     if configs[i].epochs > hi}
+            value = {i: float(_history(hist[i])[prune.metric][hi - 1]) for i in before if configs[i].epochs > hi}
             kept, stopped = pruning.decide(prune, hi, before, configs, value)
-            record = {"epoch": hi, "live": len(before), "ranked": len(value), "kept": len(kept),
-                      "stopped": len(stopped)}
+            records.append({"epoch": hi, "live": len(before), "ranked": len(value), "kept": len(kept),
+                            "stopped": len(stopped)})
             for i in stopped:
                 stop[i] = hi
                 finished.append(i)
                 if bar is not None:
                     bar.resumed(configs[i].epochs - hi)  # never trained: counted done
-            records.append(record)
         for i in finished:
             live.discard(i)
-            m = {name: np.concatenate([h[name] for h in hist[i]]) for name in hist[i][0]}
-            _finish_config(bucket_of[i].spec, i, configs[i], state.pop(i), m, out, stop[i])
+            _finish_config(bucket_of[i].spec, i, configs[i], state.pop(i), _history(hist[i]), out, stop[i])
             hist[i] = []
-    return {**prune.record(), "rungs": records, "stopped_epoch": stop,
+    return {**rule, "rungs": records, "stopped_epoch": stop,
             "pruned": [stop[i] < configs[i].epochs for i in range(n)]}
+
+
+def _history(spans: list) -> dict:
+    """A config's metrics so far, {name: [epochs]}, from its spans' (in order)."""
+    return {name: np.concatenate([h[name] for h in spans]) for name in spans[0]}
 
 
 def _carry_def(spec: ProgramSpec, i: int, data, configs, lrs_all, params, model_states):
@@ -387,10 +391,10 @@ def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, k
     plain = layout(members)
     if plain[2] in known or not choices_of(spec) or not known:
         return plain
+    cuts = sorted(choice_boundaries(spec, _stack([run_of(spec, configs[i]) for i in members])) | {0, len(members)})
     for key in known:
         blocks, per_dev = key[5], size // max(1, len(key[4]) if mesh_sharding(size)[0] is not None else 1)
         unit = math.lcm(*[b if 0 < b < per_dev else per_dev for b in blocks])
-        cuts = sorted(choice_boundaries(spec, _stack([run_of(spec, configs[i]) for i in members])) | {0, len(members)})
         rows = []
         for a, z in zip(cuts[:-1], cuts[1:]):
             group = members[a:z]
@@ -437,14 +441,13 @@ def _halving_chunk(b: Bucket, n_live: int, size: int, fixed: bool, ndev: int, pl
     return small if new < keep else size
 
 
-def _train_span(b: Bucket, members, size: int, seg: int, ks, state: dict, *, data, configs, lrs_all, params,
+def _train_span(b: Bucket, members, size: int, seg: int, ks, state: dict, *, dev_data, configs, lrs_all, params,
                 model_states, batch_orders, dropout_masks, bar, precision, n_buckets, label, plan, boundaries):
     """Train one chunk of a bucket over segments `ks`, from the configs' carried `state` (or from
     their start when ks starts at 0). Returns (host carry, {name: [epochs, n]}, compile s, source)."""
     spec, E = b.spec, b.spec.epochs
-    sharded, replicated = mesh_sharding(size)
+    sharded, _ = mesh_sharding(size)
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
-    dev_data = _device_data(data, spec.dtype, replicated)
     runs, hp, lrs, given_p, given_s, inputs = _chunk_inputs(spec, members, size, configs, lrs_all, params,
                                                             model_states, batch_orders, dropout_masks)
     if ks.start == 0:
@@ -458,16 +461,8 @@ def _train_span(b: Bucket, members, size: int, seg: int, ks, state: dict, *, dat
                                         inputs=tuple(inputs), before=note, boundaries=boundaries)
     if bar is not None:
         bar.chunk(b.index + 1, n_buckets, label[0] + 1, label[1], len(members))
-    t0 = time.perf_counter()
-    seg_metrics, pending, once = [], None, list(dict.fromkeys(members))
-    for k in ks:
-        carry, m = compiled(*args(k, carry))
-        if pending is not None:
-            seg_metrics.append(_finish(pending, seg, once, configs, bar))
-        pending = (k, m)
-    seg_metrics.append(_finish(pending, seg, once, configs, bar))
-    carry = jax.device_get(carry)
-    plan.run_s += time.perf_counter() - t0
+    carry, seg_metrics = _train_segments(compiled, args, carry, ks, seg, list(dict.fromkeys(members)), configs, bar,
+                                         plan)
     return carry, _join_metrics(seg_metrics, len(ks) * seg), dt, source
 
 
@@ -666,17 +661,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
                 return False
         if bar is not None:
             bar.chunk(b.index + 1, n_buckets, ci + 1, len(plan.chunks), len(members))
-        t0 = time.perf_counter()
-        seg_metrics = []
-        pending = None
-        for k in range(n_seg):
-            carry, m = compiled(*seg_args(k, carry))
-            if pending is not None:
-                seg_metrics.append(_finish(pending, seg, members, configs, bar))
-            pending = (k, m)
-        seg_metrics.append(_finish(pending, seg, members, configs, bar))
-        carry = jax.device_get(carry)
-        plan.run_s += time.perf_counter() - t0
+        carry, seg_metrics = _train_segments(compiled, seg_args, carry, range(n_seg), seg, members, configs, bar, plan)
         metrics = _join_metrics(seg_metrics, E)
         for k, i in enumerate(members):
             _finish_config(spec, i, configs[i], _row(carry, k), {n: v[:, k] for n, v in metrics.items()}, out,
@@ -711,6 +696,23 @@ def _segment_args(seg: int, E: int, lrs, inputs: dict, runs, hp, dev_data, put) 
                 {name: put(v) for name, v in inp.items()})
 
     return args
+
+
+def _train_segments(compiled, args: Callable, carry, ks: range, seg: int, members, configs, bar, plan: ChunkPlan):
+    """Call a chunk's program for segments `ks` (each segment's metrics fetched while the next one
+    runs), its progress reported for `members`; the time goes to plan.run_s. Returns (the final
+    carry on the host, each segment's metrics)."""
+    t0 = time.perf_counter()
+    seg_metrics, pending = [], None
+    for k in ks:
+        carry, m = compiled(*args(k, carry))
+        if pending is not None:
+            seg_metrics.append(_finish(pending, seg, members, configs, bar))
+        pending = (k, m)
+    seg_metrics.append(_finish(pending, seg, members, configs, bar))
+    carry = jax.device_get(carry)
+    plan.run_s += time.perf_counter() - t0
+    return carry, seg_metrics
 
 
 def _join_metrics(seg_metrics: list, epochs: int) -> dict:
