@@ -19,7 +19,7 @@ from .version import __version__
 # --help and `datasets` do not start JAX; `from jaxfit import sweep` imports what it needs.
 _LAZY = {
     "configure_host_devices": "engine.cpu",
-    "model_steps": "api", "sweep": "api", "train": "api",
+    "model_steps": "api", "sweep": "api", "train": "api", "search": "study", "SearchResult": "study",
     "Config": "config", "grid": "config", "int_uniform": "config", "log_uniform": "config", "sample": "config",
     "uniform": "config",
     "Halving": "engine.prune", "cache_hits": "engine.compile", "compile_count": "engine.compile", "enable_compilation_cache": "engine.compile",
@@ -28,9 +28,9 @@ _LAZY = {
 
 # Subpackages by layer; an import may only point down this list (tests/test_import_arrows.py):
 # errors, version, lazy, io <- config, datasets <- nn <- program <- flax <- engine <- results <- diagnostics
-# <- report <- api, spec <- cli.
+# <- report <- api, study, spec <- cli.
 SUBMODULES = ("errors", "version", "io", "config", "datasets", "nn", "program", "flax", "engine", "results",
-              "diagnostics", "report", "api", "spec", "cli")
+              "diagnostics", "report", "api", "study", "spec", "cli")
 
 __all__ = sorted(_LAZY) + ["__version__"]
 

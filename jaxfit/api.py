@@ -19,24 +19,24 @@ from .results import SweepResult
 from .results.provenance import environment
 
 
-def _positive_int(name: str, v, remedy: str) -> None:
+def positive_int(name: str, v, remedy: str) -> None:
     if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
         raise UserError(f"{name}={v!r} is invalid: {remedy}")
 
 
-def _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows) -> None:
+def check_options(chunk_size, memory_budget, segment, eval_every, eval_rows) -> None:
     """The numeric options, checked before anything is planned or compiled."""
-    _positive_int("chunk_size", chunk_size, "need a positive integer (configs per compiled chunk), or None for as "
+    positive_int("chunk_size", chunk_size, "need a positive integer (configs per compiled chunk), or None for as "
                   "many as fit the memory budget")
-    _positive_int("memory_budget", memory_budget, "need a positive integer number of bytes (e.g. 2 * 2**30 for "
+    positive_int("memory_budget", memory_budget, "need a positive integer number of bytes (e.g. 2 * 2**30 for "
                   "2 GiB), or None for the default (70% of an accelerator's memory, half the RAM on a CPU)")
-    _positive_int("segment", segment, "need a positive integer (epochs per program call), or None for the default")
-    _positive_int("eval_every", eval_every, "need a positive integer (epochs between evaluations; 1: every epoch)")
-    _positive_int("eval_rows", eval_rows, "need a positive integer (rows of each split evaluated between the last "
+    positive_int("segment", segment, "need a positive integer (epochs per program call), or None for the default")
+    positive_int("eval_every", eval_every, "need a positive integer (epochs between evaluations; 1: every epoch)")
+    positive_int("eval_rows", eval_rows, "need a positive integer (rows of each split evaluated between the last "
                   "epochs), or None for every row")
 
 
-def _check_inputs(data, configs) -> None:
+def check_inputs(data, configs) -> None:
     if not isinstance(data, Dataset):
         raise UserError(f"data must be a jaxfit Dataset (jaxfit.datasets.sum_mod(), ..., from_arrays(x, y)), "
                          f"got {type(data).__name__}")
@@ -130,8 +130,8 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         Not combinable with on_chunk or record_steps yet.
     """
     configs = list(configs)
-    _check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)
-    _check_inputs(data, configs)
+    check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)
+    check_inputs(data, configs)
     t0 = time.perf_counter()
     c0 = engine.compile_count()
     raw = engine.run_sweep(data, configs, params=params, model_states=model_states, batch_orders=batch_orders,

@@ -459,9 +459,7 @@ def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
     """
     if not _is_int(n) or n < 1:
         raise UserError(f"sample: n={n!r} must be a positive integer")
-    _check_fields(distributions, "sample")
-    if "hidden" in distributions:
-        distributions = {**distributions, "hidden": _check_hidden_axis(distributions["hidden"], "sample")}
+    distributions = check_space(distributions, "sample")
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -478,8 +476,29 @@ def sample(n: int, *, seed: int = 0, **distributions: Any) -> list[Config]:
                 d[name] = choices[int(rng.integers(len(choices)))]
             else:
                 d[name] = dist
-        out.append(Config(**_drop_unused(d)))
+        out.append(config_of(d))
     return _dedupe(out)
+
+
+def check_space(distributions: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`distributions` (field -> distribution, list of choices or value) with every name checked
+    to be a Config field and a `hidden` axis checked (lists of widths become tuples)."""
+    _check_fields(distributions, where)
+    out = dict(distributions)
+    if "hidden" in out and is_choices(out["hidden"]):
+        out["hidden"] = _check_hidden_axis(out["hidden"], where)
+    return out
+
+
+def is_choices(v: Any) -> bool:
+    """True where `v` lists choices (a list, a range or a tuple of values), not one value (as `grid`)."""
+    return _is_axis(v)
+
+
+def config_of(values: Mapping[str, Any]) -> Config:
+    """A Config of these field values, the fields their optimiser, schedule and encoding do not read
+    reset to the defaults (so configs differing only there are equal)."""
+    return Config(**_drop_unused(dict(values)))
 
 
 def configs_sha256(configs: Sequence[Config]) -> str:

@@ -24,7 +24,7 @@ LAYERS = [
     ("jaxfit.results",),
     ("jaxfit.diagnostics",),
     ("jaxfit.report",),
-    ("jaxfit.api", "jaxfit.spec", "jaxfit"),
+    ("jaxfit.api", "jaxfit.study", "jaxfit.spec", "jaxfit"),
     ("jaxfit.cli",),
 ]
 ABOVE = ("torchref", "torch", "benchmarks")

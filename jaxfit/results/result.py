@@ -88,6 +88,49 @@ class SweepResult:
         r._user = getattr(raw, "user", None)
         return r
 
+    @classmethod
+    def concat(cls, parts: Sequence["SweepResult"], meta: dict | None = None) -> "SweepResult":
+        """One result holding the configs of `parts` in order (sweeps of the same dataset, e.g. the
+        batches of `jaxfit.search`): curves padded with NaN to the longest, params, best-epoch params,
+        diagnostics and successive halving's stopped epochs carried over; `meta` (default: the first
+        part's, timings and plans summed over the parts) replaces the metadata."""
+        parts = list(parts)
+        if not parts:
+            raise UserError("SweepResult.concat: need at least one result")
+        prints = {(p.meta.get("dataset") or {}).get("fingerprint") for p in parts}
+        if len(prints) > 1:
+            raise UserError("SweepResult.concat: the results were trained on different datasets")
+        if any(p._user is not None for p in parts):
+            raise UserError("SweepResult.concat: results of a user's model (model=) cannot be joined")
+        configs = [c for p in parts for c in p.configs]
+        e = max(p.curves[m].shape[1] for p in parts for m in p.curves)
+        curves = {m: np.concatenate([np.pad(p.curves[m], ((0, 0), (0, e - p.curves[m].shape[1])),
+                                            constant_values=np.nan) for p in parts]) for m in parts[0].curves}
+        if meta is None:
+            meta = dict(parts[0].meta)
+            for k in ("wall_s", "compile_s", "run_s", "compiles", "programs", "programs_from_disk",
+                      "programs_compiled", "model_steps", "model_steps_trained"):
+                if all(k in p.meta for p in parts):
+                    meta[k] = sum(p.meta[k] for p in parts)
+            for k in ("plan", "plans"):
+                meta[k] = [row for p in parts for row in p.meta.get(k, [])]
+        pruned = [p.meta.get("prune") for p in parts]
+        if any(pruned):
+            rule = next(pr for pr in pruned if pr)
+            meta = {**meta, "prune": {
+                **{k: v for k, v in rule.items() if k not in ("rungs", "stopped_epoch", "pruned")},
+                "rungs": [{**r, "part": j} for j, pr in enumerate(pruned) if pr for r in pr["rungs"]],
+                "stopped_epoch": [int(s) for p in parts for s in p.stopped_epoch],
+                "pruned": [bool(s < c.epochs) for p in parts for s, c in zip(p.stopped_epoch, p.configs)]}}
+        best = (None, None) if any(p._best is None for p in parts) else \
+            ([b for p in parts for b in p._best[0]], [b for p in parts for b in p._best[1]])
+        out = cls(configs, curves, [x for p in parts for x in p._params],
+                  [x for p in parts for x in p._model_states], meta, *best)
+        if all(p._diagnostics is not None for p in parts):
+            out.set_diagnostics(pd.concat([p._diagnostics for p in parts], ignore_index=True)
+                                .rename_axis(parts[0]._diagnostics.index.name))
+        return out
+
     def __len__(self) -> int:
         return len(self.configs)
 
