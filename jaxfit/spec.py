@@ -41,6 +41,16 @@
     activation = { choice = ["relu", "tanh"] }
     hidden = { choice = [[16], [64, 64]] }
 
+    [search]                     # or a model-based search, as jaxfit.search (Optuna: pip install -e ".[search]")
+    trials = 256                 # trials in all, asked and trained `batch` at a time
+    batch = 64
+    sampler = "tpe"              # "tpe" (default), "random" or "qmc"
+    seed = 0                     # the sampler's seed
+    seeds = 2                    # each trial trained at seeds 0..seeds-1, told their mean
+    metric = "val_acc"           # what the trials are told (as jaxfit.search's metric)
+    lr = { log_uniform = [1e-4, 1e-1] }   # the space: distributions as in [sample], or fixed values
+    hidden = { choice = [[16], [64, 64]] }
+
 Errors are ValueErrors whose message starts with "<file>:<line>:" and names the table or key, with
 the nearest valid name for a typo.
 """
@@ -61,7 +71,8 @@ from .config import Config
 from .datasets import DATASETS, Dataset
 from .errors import UserError
 
-TOP_TABLES = ("sweep", "data", "grid", "sample", "prune")
+TOP_TABLES = ("sweep", "data", "grid", "sample", "search", "prune")
+SEARCH_KEYS = ("trials", "batch", "sampler", "seed", "seeds", "metric")  # the rest of [search] is the space
 PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by")
 PRUNE_KINDS = ("halving",)
 SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows")
@@ -101,6 +112,9 @@ class SweepSpec:
     configs: list[Config]
     settings: dict[str, Any] = field(default_factory=dict)
     prune_table: dict[str, Any] | None = None  # [prune], or the command line's --prune options
+    # [search]: {"trials", "batch", "sampler", "seed", "seeds", "metric", "space"}; `configs` then holds one
+    # round drawn at random from the space (for the plan, the estimate and the data checks)
+    search: dict[str, Any] | None = None
 
     @property
     def prune(self):
@@ -191,19 +205,24 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
                              "and [sample]")
     settings = doc.get("sweep", {})
     _check_table(settings, "sweep", SWEEP_KEYS, where('sweep'), lambda k: where(k, "sweep"))
-    if "grid" in doc and "sample" in doc:
-        raise UserError(f"{where(table='sample')}: a spec has either [grid] or [sample], not both")
-    if "grid" not in doc and "sample" not in doc:
-        raise UserError(f"{path or '<spec>'}: no [grid] or [sample] table: nothing to train")
+    given = [t for t in ("grid", "sample", "search") if t in doc]
+    if len(given) > 1:
+        raise UserError(f"{where(table=given[1])}: a spec has one of [grid], [sample] or [search], not "
+                        f"{' and '.join(f'[{t}]' for t in given)}")
+    if not given:
+        raise UserError(f"{path or '<spec>'}: no [grid], [sample] or [search] table: nothing to train")
     if n is not None and any("n" in d for d in _as_list(doc.get("data", [])) if isinstance(d, dict)):
         raise UserError(f"{where('n', 'data')}: --n would override the spec's own n in [[data]]: "
                          "change it in the spec instead")
 
     data = _data_runs(doc.get("data"), where, path, n=n, smoke=smoke)
+    search = None
     if "grid" in doc:
         configs = _grid(doc["grid"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
-    else:
+    elif "sample" in doc:
         configs = _sample(doc["sample"], where, epochs=epochs, seeds=seeds, smoke=smoke, max_configs=max_configs)
+    else:
+        search, configs = _search(doc["search"], where, epochs=epochs, seeds=seeds, smoke=smoke)
     if smoke:
         configs = configs[: SMOKE["configs"]]
     for k in ("eval_every", "eval_rows"):
@@ -214,7 +233,7 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):
         raise UserError(f"{where('name', 'sweep')}: name={title!r} must be letters, digits, '.', '_' or '-'")
-    return SweepSpec(path, text, title, data, configs, dict(settings), prune)
+    return SweepSpec(path, text, title, data, configs, dict(settings), prune, search)
 
 
 def _check_table(t, name: str, keys: tuple, where_table: str, where_key) -> None:
@@ -427,34 +446,7 @@ def _sample(t, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]
     if "count" not in t:
         raise UserError(f"{where(table='sample')}: [sample] needs count = <configs to draw>")
     count, seed = t["count"], t.get("seed", 0)
-    dists: dict[str, Any] = {}
-    for k, v in t.items():
-        if k in ("count", "seed"):
-            continue
-        if k not in cfgmod.FIELD_NAMES:
-            raise UserError(f"{where(k, 'sample')}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
-        if isinstance(v, dict):
-            if len(v) != 1 or next(iter(v)) not in DISTRIBUTIONS:
-                raise UserError(f"{where(k, 'sample')}: {k} = {v!r}: a distribution is one of "
-                                 + ", ".join(f"{{ {d} = [...] }}" for d in DISTRIBUTIONS))
-            kind, args = next(iter(v.items()))
-            try:
-                if kind == "choice":
-                    if not isinstance(args, list) or not args:
-                        raise UserError("choice needs a non-empty list")
-                    dists[k] = [tuple(a) if isinstance(a, list) else a for a in args] if k in ("hidden", "betas") \
-                        else list(args)
-                else:
-                    if not isinstance(args, list) or len(args) != 2:
-                        raise UserError(f"{kind} needs [low, high]")
-                    dists[k] = getattr(cfgmod, kind)(*args)
-            except (TypeError, ValueError) as e:
-                raise UserError(f"{where(k, 'sample')}: {k}: {e}") from None
-        elif isinstance(v, list) and k not in ("betas",):
-            raise UserError(f"{where(k, 'sample')}: {k} = {v!r}: in [sample] write {k} = {{ choice = {v!r} }} "
-                             "to draw from a list")
-        else:
-            dists[k] = tuple(v) if isinstance(v, list) else v
+    dists = _distributions(t, where, "sample", ("count", "seed"))
     if epochs is not None:
         dists["epochs"] = epochs
     if max_configs is not None and isinstance(count, int) and count > max_configs:
@@ -470,6 +462,73 @@ def _sample(t, where, *, epochs, seeds, smoke, max_configs=None) -> list[Config]
     if seeds is not None and not smoke:
         configs = cfgmod._dedupe(c.replace(seed=s) for c in configs for s in range(seeds))
     return configs
+
+
+def _distributions(t: dict, where, tname: str, skip: tuple) -> dict[str, Any]:
+    """The keys of [tname] outside `skip` as jaxfit.sample's distributions or values."""
+    dists: dict[str, Any] = {}
+    for k, v in t.items():
+        if k in skip:
+            continue
+        if k not in cfgmod.FIELD_NAMES:
+            raise UserError(f"{where(k, tname)}: unknown Config field {k!r}{_near(k, cfgmod.FIELD_NAMES)}")
+        if isinstance(v, dict):
+            if len(v) != 1 or next(iter(v)) not in DISTRIBUTIONS:
+                raise UserError(f"{where(k, tname)}: {k} = {v!r}: a distribution is one of "
+                                 + ", ".join(f"{{ {d} = [...] }}" for d in DISTRIBUTIONS))
+            kind, args = next(iter(v.items()))
+            try:
+                if kind == "choice":
+                    if not isinstance(args, list) or not args:
+                        raise UserError("choice needs a non-empty list")
+                    dists[k] = [tuple(a) if isinstance(a, list) else a for a in args] if k in ("hidden", "betas") \
+                        else list(args)
+                else:
+                    if not isinstance(args, list) or len(args) != 2:
+                        raise UserError(f"{kind} needs [low, high]")
+                    dists[k] = getattr(cfgmod, kind)(*args)
+            except (TypeError, ValueError) as e:
+                raise UserError(f"{where(k, tname)}: {k}: {e}") from None
+        elif isinstance(v, list) and k not in ("betas",):
+            raise UserError(f"{where(k, tname)}: {k} = {v!r}: in [{tname}] write {k} = {{ choice = {v!r} }} "
+                             "to draw from a list")
+        else:
+            dists[k] = tuple(v) if isinstance(v, list) else v
+    return dists
+
+
+def _search(t, where, *, epochs, seeds, smoke) -> tuple[dict, list[Config]]:
+    """[search]: the search's settings and space, checked as jaxfit.search checks them, and one
+    round of configs drawn from the space (the plan and the estimate show a round)."""
+    if not isinstance(t, dict):
+        raise UserError(f"{where(table='search')}: [search] must be a table")
+    if "trials" not in t:
+        raise UserError(f"{where(table='search')}: [search] needs trials = <trials in all>")
+    out = {"trials": t["trials"], "batch": t.get("batch", 64), "sampler": t.get("sampler", "tpe"),
+           "seed": t.get("seed", 0), "seeds": t.get("seeds", 1), "metric": t.get("metric", "val_acc")}
+    space = _distributions(t, where, "search", SEARCH_KEYS)
+    if epochs is not None:
+        space["epochs"] = epochs
+    if seeds is not None:
+        out["seeds"] = seeds
+    if smoke:
+        space["epochs"] = SMOKE["epochs"]
+        out.update(seeds=1, trials=min(out["trials"], SMOKE["configs"]) if isinstance(out["trials"], int)
+                   else out["trials"], batch=min(out["batch"], SMOKE["configs"] // 2)
+                   if isinstance(out["batch"], int) else out["batch"])
+    from .study import check_search
+
+    try:
+        check_search(space, **{k: out[k] for k in ("trials", "batch", "seeds", "sampler", "metric")})
+    except UserError as e:
+        key = next((k for k in list(SEARCH_KEYS) + list(space) if f"{k}=" in str(e) or f"{k}:" in str(e)), None)
+        raise UserError(f"{where(key, 'search') if key else where(table='search')}: {e}") from None
+    out["space"] = space
+    n = out["batch"] if isinstance(out["batch"], int) else 1
+    draw = {k: v for k, v in space.items()}
+    configs = cfgmod.sample(n, seed=out["seed"], **draw)
+    configs = cfgmod._dedupe(c.replace(seed=s) for c in configs for s in range(out["seeds"]))
+    return out, configs
 
 
 def builtin_spec(grid: dict, datasets, *, n=None, epochs=None, seeds=None, smoke=False, title="default",

@@ -146,9 +146,9 @@ def _sampler(sampler, seed: int, batch: int):
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
-def _check(data, trials, batch, seeds, sampler, metric, prune, options) -> None:
-    if not isinstance(data, Dataset):
-        raise UserError(f"search: data must be a jaxfit Dataset, got {type(data).__name__}")
+def check_search(space: Mapping[str, Any], *, trials, batch=64, seeds=1, sampler="tpe", metric="val_acc",
+                 prune=None) -> Space:
+    """The search's settings checked (a UserError naming the first bad one) and its space made."""
     for name, v in (("trials", trials), ("batch", batch), ("seeds", seeds)):
         api.positive_int(f"search: {name}", v, "need a positive integer")
     if metric not in METRICS:
@@ -160,6 +160,12 @@ def _check(data, trials, batch, seeds, sampler, metric, prune, options) -> None:
     if prune is not None and not isinstance(prune, Halving):
         raise UserError(f"search: prune={prune!r} is invalid: pass jaxfit.Halving(...) or None (jaxfit ranks each "
                         "rung of a batch itself: Optuna's pruners decide by report order inside a lockstep batch)")
+    return make_space(space)
+
+
+def _check_options(data, options) -> None:
+    if not isinstance(data, Dataset):
+        raise UserError(f"search: data must be a jaxfit Dataset, got {type(data).__name__}")
     bad = [k for k in options if k in REFUSED]
     if bad:
         raise UserError(f"search: {', '.join(bad)} cannot be passed to a search (the directory= holds its "
@@ -243,8 +249,8 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
       **options: chunk_size, memory_budget, matmul_precision, fuse, segment, eval_every, eval_rows (as in
         `jaxfit.sweep`).
     """
-    _check(data, trials, batch, seeds, sampler, metric, prune, options)
-    sp = make_space(space)
+    _check_options(data, options)
+    sp = check_search(space, trials=trials, batch=batch, seeds=seeds, sampler=sampler, metric=metric, prune=prune)
     api.check_inputs(data, sp.configs({}, 1))  # the fixed values fit the data
     optuna = _optuna()
     log = progress if callable(progress) else (print if progress else (lambda *_: None))

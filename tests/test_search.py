@@ -156,3 +156,64 @@ def test_concat_keeps_every_part_and_round_trips_through_save(data, tmp_path):
     np.testing.assert_array_equal(back.table["final_val_loss"], j.table["final_val_loss"])
     with pytest.raises(UserError, match="different datasets"):
         SweepResult.concat([a, jaxfit.sweep(datasets.sum_mod(n=100, seed=1), a.configs[:1])])
+
+
+# ----------------------------------------------------------------------------- the [search] table
+
+SPEC = """
+[[data]]
+name = "sum_mod"
+n = 200
+
+[search]
+trials = 8
+batch = 4
+seeds = 2
+hidden = { choice = [[4], [8, 8]] }
+lr = { log_uniform = [1e-3, 1e-1] }
+epochs = 3
+"""
+
+
+def _spec(text):
+    import tomllib
+
+    from jaxfit.spec import build_spec
+
+    return build_spec(tomllib.loads(text), text=text, path="s.toml")
+
+
+def test_search_table_gives_the_settings_the_space_and_one_round_of_configs():
+    spec = _spec(SPEC)
+    se = spec.search
+    assert {k: se[k] for k in ("trials", "batch", "seeds", "sampler", "metric")} == \
+        {"trials": 8, "batch": 4, "seeds": 2, "sampler": "tpe", "metric": "val_acc"}
+    assert se["space"]["hidden"] == [(4,), (8, 8)] and se["space"]["epochs"] == 3
+    assert len(spec.configs) == 8 and {c.seed for c in spec.configs} == {0, 1}
+    assert all(c.hidden in ((4,), (8, 8)) and 1e-3 <= c.lr <= 1e-1 for c in spec.configs)
+
+
+@pytest.mark.parametrize("change, match", [
+    (("trials = 8\n", ""), r"s.toml.*\[search\] needs trials"),
+    (("epochs = 3", "epoch = 3"), r"s.toml:\d+: .*unknown Config field 'epoch'.*'epochs'"),
+    (("batch = 4", "batch = 0"), r"s.toml:\d+: .*batch"),
+    (("batch = 4", 'sampler = "tpee"'), r"s.toml:\d+: .*sampler='tpee'"),
+    (("epochs = 3", 'activation = { choice = ["relu", "rleu"] }'), r"s.toml:\d+: .*activation='rleu'"),
+    (("[search]", "[grid]\nlr = [0.1]\n\n[search]"), r"one of \[grid\], \[sample\] or \[search\]"),
+])
+def test_bad_search_tables_are_named_at_their_line(change, match):
+    with pytest.raises(UserError, match=match):
+        _spec(SPEC.replace(*change))
+
+
+def test_the_command_line_dry_run_shows_a_round_and_compiles_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.toml"
+    path.write_text(SPEC)
+    run = subprocess.run([sys.executable, "-m", "jaxfit.cli", "sweep", str(path), "--dry-run", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "search: 8 trials in rounds of 4 (tpe sampler, seed 0), each at 2 seed(s)" in run.stdout
+    assert "plan: 8 configs" in run.stdout and "nothing compiled" in run.stdout

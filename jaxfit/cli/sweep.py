@@ -115,6 +115,11 @@ def _param_bytes(spec, loaded) -> int:
 
 
 def _print_plan(log, spec, rows, est_disk, budget) -> None:
+    if spec.search:
+        se = spec.search
+        log(f"search: {se['trials']} trials in rounds of {se['batch']} ({se['sampler']} sampler, seed {se['seed']}), "
+            f"each at {se['seeds']} seed(s), told the seed-averaged {se['metric']}; the plan below is one round "
+            "drawn at random from the space")
     log(f"plan: {len(spec.configs)} configs x {len(spec.data)} dataset(s); memory budget {budget / 2**30:.1f} GiB "
         f"per chunk; checkpoints and results up to {est_disk / 2**20:.1f} MiB on disk")
     total = 0.0
@@ -181,7 +186,8 @@ def _write_sweep_files(out, spec, args) -> None:
             "datasets": [{"label": d.label, "generator": d.generator, "args": d.args} for d in spec.data],
             "options": {**{k: getattr(args, k) for k in ("epochs", "seeds", "n", "smoke", "quick", "fuse")},
                         "eval_every": spec.evaluation[0], "eval_rows": spec.evaluation[1],
-                        "prune": spec.prune.record() if spec.prune is not None else None},
+                        "prune": spec.prune.record() if spec.prune is not None else None,
+                        "search": ({k: v for k, v in spec.search.items() if k != "space"} if spec.search else None)},
             "jaxfit": jaxfit.__version__, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     from jaxfit.io import files as fsio
 
@@ -315,22 +321,28 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     for run, data in zip(spec.data, loaded):
         t0 = time.perf_counter()
         log(f"\n== {run.label}: n_train={data.n_train}, n_val={data.n_val}, classes={data.num_classes}")
-        result = jaxfit.sweep(data, spec.configs, progress=not (args.no_progress or args.quiet),
-                              checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse,
-                              eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], prune=spec.prune)
+        shown_progress = not (args.no_progress or args.quiet)
+        if spec.search:
+            found = _search(spec, data, os.path.join(out, run.label, "search"), args, log)
+            result = found.result
+        else:
+            result = jaxfit.sweep(data, spec.configs, progress=shown_progress,
+                                  checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse,
+                                  eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], prune=spec.prune)
         result.meta["dataset"]["args"] = run.args
         path = result.save(os.path.join(out, run.label))
         m = result.meta
         resumed = sum(p["resumed"] for p in m["plans"])
         if resumed:
             log(f"resumed {resumed} finished chunk(s) from {os.path.join(out, run.label, 'chunks')}")
-        log(f"{len(spec.configs)} configs in {m['programs']} program(s) (fuse={m['fuse']}: the planner's estimate "
+        log(f"{len(result)} configs in {m['programs']} program(s) (fuse={m['fuse']}: the planner's estimate "
             f"of compile + run time decides what shares a program): compile {m['compile_s']:.1f} s "
             f"({m['programs_compiled']} compiled, {m['programs_from_disk']} from the disk cache), "
             f"run {m['run_s']:.1f} s, {_throughput(m)}, {int(result.diverged.sum())} diverged")
         if m.get("prune"):
-            log("successive halving on " + m["prune"]["metric"] + ": " + "; ".join(
+            log("successive halving on " + m["prune"]["metric"] + ": " + ("; ".join(
                 f"epoch {r['epoch']}: {r['kept']} of {r['ranked']} train on" for r in m["prune"]["rungs"])
+                or "no rung below the last epoch")
                 + f" ({m['model_steps_trained']:,} of {m['model_steps']:,} model-steps trained)")
         for row, p in zip(m["plan"], m["plans"]):
             archs = " ".join("x".join(map(str, h)) or "linear" for h in row["architectures"])
@@ -372,6 +384,31 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     print(f"results: {out}" + (f"  report: {report}" if report else "") +
           f"  (load one dataset's with jaxfit.SweepResult.load('{os.path.join(out, spec.data[0].label)}'))")
     return 0
+
+
+def _search(spec, data, where, args, log):
+    """A [search] spec's search on one dataset (its study, rounds and checkpoints under `where`), with
+    a line per round and a summary."""
+    import jaxfit
+
+    se = spec.search
+    found = jaxfit.search(data, se["space"], trials=se["trials"], batch=se["batch"], sampler=se["sampler"],
+                          seed=se["seed"], seeds=se["seeds"], metric=se["metric"], prune=spec.prune, directory=where,
+                          progress=log if not args.quiet else False, fuse=args.fuse,
+                          eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1])
+    meta = found.meta
+    states = found.trials["state"].value_counts().to_dict()
+    log(f"search: {len(found.trials)} trials ({', '.join(f'{v} {k.lower()}' for k, v in states.items())}) in "
+        f"{len(meta['rounds'])} round(s), {len(found.result)} configs trained; sampler {meta['ask_s']:.1f} s, "
+        f"training {meta['train_s']:.1f} s, telling {meta['tell_s']:.1f} s (study: {where})")
+    best = found.best(1)
+    if not best.empty:
+        row = best.iloc[0]
+        params = ", ".join(f"{k.removeprefix('param_')}={row[k]:.4g}" if isinstance(row[k], float) else
+                           f"{k.removeprefix('param_')}={row[k]}" for k in best.columns if k.startswith("param_"))
+        log(f"best trial {int(row['number'])} (round {int(row['round']) + 1}): {se['metric']} {row['value']:.4f} "
+            f"with {params}")
+    return found
 
 
 def _throughput(meta) -> str:

@@ -265,6 +265,15 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
                      + f"; {sum(pr['pruned'])} configs stopped early, {meta.get('model_steps_trained', 0):,} of "
                        f"{meta.get('model_steps', 0):,} model-steps trained (stopped groups rank below those "
                        "trained further)"))
+    se = meta.get("search")
+    if se:
+        rounds = se.get("rounds", [])
+        rows.append(("model-based search",
+                     f"{sum(r['trials'] for r in rounds)} trials ({se.get('sampler')} sampler, rounds of "
+                     f"{se.get('batch')}, {se.get('seeds')} seed(s) each), told the seed-averaged {se.get('metric')}; "
+                     f"{len(configs)} configs trained; best after each round: "
+                     + ", ".join(f"{r['best']:.4f}" for r in rounds)
+                     + f"; sampler {se.get('ask_s', 0):.1f} s, training {se.get('train_s', 0):.1f} s"))
     if "date" in meta:
         rows.append(("trained", str(meta["date"])))
     if env:
