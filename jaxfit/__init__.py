@@ -22,7 +22,7 @@ _LAZY = {
     "model_steps": "api", "sweep": "api", "train": "api", "search": "study", "SearchResult": "study",
     "Config": "config", "grid": "config", "int_uniform": "config", "log_uniform": "config", "sample": "config",
     "uniform": "config",
-    "Halving": "engine.prune", "cache_hits": "engine.compile", "compile_count": "engine.compile", "enable_compilation_cache": "engine.compile",
+    "Halving": "engine.prune", "Hyperband": "engine.prune", "cache_hits": "engine.compile", "compile_count": "engine.compile", "enable_compilation_cache": "engine.compile",
     "SweepResult": "results", "diagnose": "diagnostics", "UserError": "errors", "JaxfitWarning": "errors",
 }
 

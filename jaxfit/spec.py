@@ -8,7 +8,7 @@
     eval_rows = 5000             # evaluate on at most this many fixed rows of each split (last epoch: all)
 
     [prune]                      # optional: successive halving (jaxfit.Halving; --prune on the command line)
-    kind = "halving"
+    kind = "halving"             # or "hyperband" (jaxfit.Hyperband: brackets of halving; seed = its shuffle)
     metric = "val_loss"          # ranked at each rung, seed-averaged
     min_epochs = 1               # rungs at min_epochs * eta^k epochs
     eta = 3                      # keep the best 1/eta of the settings at each rung
@@ -73,8 +73,8 @@ from .errors import UserError
 
 TOP_TABLES = ("sweep", "data", "grid", "sample", "search", "prune")
 SEARCH_KEYS = ("trials", "batch", "sampler", "seed", "seeds", "metric")  # the rest of [search] is the space
-PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by")
-PRUNE_KINDS = ("halving",)
+PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by", "seed")
+PRUNE_KINDS = ("halving", "hyperband")
 SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows")
 FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name", "remap_labels")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
@@ -118,12 +118,10 @@ class SweepSpec:
 
     @property
     def prune(self):
-        """The sweep's `jaxfit.Halving`, or None."""
+        """The sweep's `jaxfit.Halving` / `jaxfit.Hyperband`, or None."""
         if not self.prune_table:
             return None
-        from .engine.prune import Halving
-
-        return Halving(**{k: v for k, v in self.prune_table.items() if k != "kind"})
+        return _pruner(self.prune_table)
 
     @property
     def evaluation(self) -> tuple[int, int | None]:
@@ -258,13 +256,21 @@ def prune_table(t, where, label: str | None = None) -> dict | None:
         raise UserError(f"{where('kind')}: kind={kind!r} is invalid: allowed values are {', '.join(PRUNE_KINDS)}")
     out = {"kind": kind, **{k: (tuple(v) if k == "group_by" and isinstance(v, list) else v)
                             for k, v in t.items() if k != "kind"}}
-    from .engine.prune import Halving
-
+    if "seed" in out and kind != "hyperband":
+        raise UserError(f"{where('seed')}: seed is Hyperband's (the shuffle of groups into brackets): "
+                        "use kind = \"hyperband\" or drop it")
     try:
-        Halving(**{k: v for k, v in out.items() if k != "kind"})
+        _pruner(out)
     except UserError as e:
         raise UserError(f"{where()}: {label + ': ' if label else ''}{e}") from None
     return out
+
+
+def _pruner(table: dict):
+    from .engine.prune import Halving, Hyperband
+
+    cls = Hyperband if table.get("kind") == "hyperband" else Halving
+    return cls(**{k: v for k, v in table.items() if k != "kind"})
 
 
 def _as_list(v):

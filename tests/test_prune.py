@@ -222,6 +222,8 @@ def test_a_spec_prune_table_runs_saves_reports_and_resumes(tmp_path, capsys):
     (SPEC.replace("eta = 3", "eta = 1"), [], r"\[prune\].*Halving\(eta=1\) is invalid"),
     (SPEC.split("[prune]")[0], ["--eta", "2"], "--eta needs --prune halving"),
     (SPEC.split("[prune]")[0], ["--prune", "halving", "--eta", "1"], r"--prune: Halving\(eta=1\) is invalid"),
+    (SPEC + "seed = 3\n", [], r"seed is Hyperband's .*kind = \"hyperband\""),
+    (SPEC + 'kind = "hyperband"\nseed = 1.5\n', [], r"Hyperband\(seed=1.5\) is invalid"),
 ])
 def test_bad_prune_settings_are_one_line_before_any_work(tmp_path, capsys, text, argv, match):
     from jaxfit.cli import main
@@ -238,3 +240,58 @@ def test_a_pruned_bucket_starts_in_chunks_the_survivors_fill():
     assert run._halving_size(540, 540, 3, 2) == 60  # 540 / 3^2, a multiple of the 2 devices
     assert run._halving_size(100, 1000, 3, 1) == 100  # never above what the memory allows
     assert run._halving_size(12, 12, 3, 1) == 12  # small buckets: at least 8 configs per device
+
+
+# ----------------------------------------------------------------------------- Hyperband
+
+
+def test_hyperband_brackets_split_groups_in_its_proportions_and_decide_apart():
+    hb = jaxfit.Hyperband(metric="val_loss", min_epochs=1, eta=3, seed=0)
+    assert hb.rungs(9) == [1, 3] and hb.shares(9) == [9, 5, 3]  # K = 2: ceil(3/3*9), ceil(3/2*3), ceil(3/1*1)
+    configs = [Config(hidden=(4,), lr=0.001 * (k + 1), seed=s, epochs=9) for k in range(34) for s in (0, 1)]
+    b = hb.brackets(configs)
+    assert [b.count(k) // 2 for k in range(3)] == [18, 10, 6]  # 34 groups in shares 9:5:3
+    assert all(b[2 * k] == b[2 * k + 1] for k in range(34))  # the seeds of a setting share a bracket
+    assert b != sorted(b)  # shuffled, not the grid's order
+    assert jaxfit.Hyperband(seed=1).brackets(configs) != jaxfit.Hyperband(seed=0).brackets(configs)
+    value = {i: float(i) for i in range(len(configs))}  # lower is better: the first configs win
+    kept, stopped = prune.decide(hb, 1, range(len(configs)), configs, value)
+    # At epoch 1 only bracket 0 halves: its 18 groups -> ceil(18 / 3) = 6, the 6 with the smallest values.
+    b0 = sorted(i for i in range(len(configs)) if b[i] == 0)
+    assert stopped == b0[12:] and kept == sorted(set(range(len(configs))) - set(b0[12:]))
+    live = kept
+    kept3, stopped3 = prune.decide(hb, 3, live, configs, value)
+    # At epoch 3 brackets 0 (6 groups -> 2) and 1 (10 -> 4) halve; bracket 2 trains on untouched.
+    b1 = sorted(i for i in live if b[i] == 1)
+    assert set(stopped3) == set(b0[4:12]) | set(b1[8:])
+    assert sum(b[i] == 2 for i in kept3) == 12 and not any(b[i] == 2 for i in stopped3)
+
+
+def test_hyperband_in_a_sweep_keeps_survivors_exact_and_one_bracket_unpruned(full_and_pruned, sum_bin_small):
+    cfgs, full, _ = full_and_pruned
+    hb = jaxfit.Hyperband(min_epochs=1, eta=3, seed=0)
+    h = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=4, prune=hb)
+    t = h.table
+    assert h.meta["prune"]["kind"] == "hyperband" and list(t["bracket"]) == hb.brackets(cfgs)
+    assert (t.loc[t["bracket"] == 2, "stopped_epoch"] == 9).all()  # the last bracket trains in full
+    assert set(t.loc[t["bracket"] == 1, "stopped_epoch"]) <= {3, 9}  # bracket 1 first halves at epoch 3
+    assert t["pruned"].any() and (t.groupby(["hidden", "activation", "lr"])["stopped_epoch"].nunique() == 1).all()
+    for i in range(len(cfgs)):
+        stop = int(t["stopped_epoch"][i])
+        np.testing.assert_allclose(h.curves["val_loss"][i, :stop], full.curves["val_loss"][i, :stop], rtol=0,
+                                   atol=1e-10)
+
+
+def test_a_spec_hyperband_table_runs_with_its_brackets_in_the_table(tmp_path, capsys):
+    from jaxfit.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("min_epochs = 2", "min_epochs = 2\nkind = \"hyperband\"\nseed = 4"))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress", "--no-cache", "--dry-run"]) == 0
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress", "--no-cache"]) == 0
+    r = jaxfit.SweepResult.load(tmp_path / "o" / "sum_bin")
+    hb = jaxfit.Hyperband(metric="val_loss", min_epochs=2, eta=3, seed=4)
+    assert r.meta["prune"]["kind"] == "hyperband" and r.meta["prune"]["seed"] == 4
+    assert list(r.table["bracket"]) == hb.brackets(r.configs)
+    assert (r.table.loc[r.table["bracket"] == 1, "stopped_epoch"] == 6).all()  # K = 1: bracket 1 unpruned
+    assert "Hyperband" in (tmp_path / "o" / "report.html").read_text()

@@ -64,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "last epoch) instead of every epoch; curves hold NaN between (default 1, or the spec's)")
     s.add_argument("--eval-rows", type=int, metavar="N", help="evaluate on at most N fixed rows of each split, "
                    "except at a config's last epoch (all rows); default: every row")
-    s.add_argument("--prune", choices=["halving", "none"], help="successive halving: at min-epochs * eta^k epochs "
-                   "only the best 1/eta of the settings (seed-averaged) train on (default: the spec's [prune], "
-                   "else none)")
-    s.add_argument("--min-epochs", type=int, metavar="R", help="with --prune halving: the first rung (default 1)")
-    s.add_argument("--eta", type=int, metavar="ETA", help="with --prune halving: keep 1/ETA at each rung (default 3)")
+    s.add_argument("--prune", choices=["halving", "hyperband", "none"], help="successive halving: at min-epochs * "
+                   "eta^k epochs only the best 1/eta of the settings (seed-averaged) train on; hyperband: brackets "
+                   "of it starting at each rung (default: the spec's [prune], else none)")
+    s.add_argument("--min-epochs", type=int, metavar="R", help="with --prune: the first rung (default 1)")
+    s.add_argument("--eta", type=int, metavar="ETA", help="with --prune: keep 1/ETA at each rung (default 3)")
     s.add_argument("--fuse", choices=["auto", "none", "all"], default="auto",
                    help="which configs share a compiled program: auto (the planner's cost model, default), none "
                         "(one program per structure) or all (one per batch size, dtype and output width)")

@@ -214,7 +214,9 @@ def _prune_options(args, spec) -> None:
             raise UserError(f"--{next(iter(tuning)).replace('_', '-')} needs --prune halving (or a [prune] table "
                              "in the spec)")
         return
-    table = dict(spec.prune_table or {"kind": "halving"})
+    table = dict(spec.prune_table or {"kind": choice})
+    if choice is not None and table.get("kind", "halving") != choice:  # --prune names the kind over the spec's
+        table = {k: v for k, v in table.items() if k != "seed" or choice == "hyperband"} | {"kind": choice}
     table.update(tuning)
     spec.prune_table = prune_table(table, lambda key=None: "--prune")
 

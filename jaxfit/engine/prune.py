@@ -70,13 +70,54 @@ class Halving:
                 "group_by": list(self.group_by)}
 
 
+@dataclass(frozen=True)
+class Hyperband(Halving):
+    """Hyperband (Li et al., 2018): several brackets of successive halving. The rungs of
+    `Halving(metric, min_epochs, eta)` below the longest config's epochs, r_0 < r_1 < ... < r_{K-1}, give
+    K + 1 brackets: bracket b halves at r_b, r_{b+1}, ... (bracket 0 is plain successive halving,
+    bracket K trains every config to its end). The groups (configs equal but for `group_by`) are
+    shuffled with `seed` and split among the brackets in Hyperband's proportions, bracket b getting
+    ceil((K+1)/(K+1-b) * eta^(K-b)) shares: many configs where the halving starts early, few trained
+    in full. At a rung each bracket that halves there keeps the best ceil(groups / eta) of its own live
+    groups; the brackets never compete with each other."""
+
+    seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise UserError(f"Hyperband(seed={self.seed!r}) is invalid: need an integer")
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def shares(self, max_epochs: int) -> list[int]:
+        """Bracket b's share of the groups, b = 0..K (K: the rungs below `max_epochs`)."""
+        k = len(self.rungs(max_epochs))
+        return [math.ceil((k + 1) / (k + 1 - b) * self.eta ** (k - b)) for b in range(k + 1)]
+
+    def brackets(self, configs: Sequence[Config]) -> list[int]:
+        """Each config's bracket (0..K): its group's, by a seeded shuffle of the groups split by `shares`."""
+        keys = group_keys(configs, self.group_by)
+        groups = list(dict.fromkeys(keys))
+        order = np.random.default_rng(self.seed).permutation(len(groups))
+        shares = self.shares(max(c.epochs for c in configs))
+        bounds = np.floor(np.cumsum([0, *shares]) / sum(shares) * len(groups) + 0.5).astype(int)
+        of_group = {}
+        for b in range(len(shares)):
+            for g in order[bounds[b]:bounds[b + 1]]:
+                of_group[groups[g]] = b
+        return [of_group[k] for k in keys]
+
+    def record(self) -> dict:
+        return {**super().record(), "kind": "hyperband", "seed": self.seed}
+
+
 def check(prune: Halving | None, configs: Sequence[Config], eval_every: int) -> list[int]:
     """The rungs of `prune` for these configs (empty without one); a UserError where a rung's
     epoch would not be evaluated (eval_every must divide every rung)."""
     if prune is None:
         return []
     if not isinstance(prune, Halving):
-        raise UserError(f"prune={prune!r} is invalid: pass jaxfit.Halving(...) or None")
+        raise UserError(f"prune={prune!r} is invalid: pass jaxfit.Halving(...), jaxfit.Hyperband(...) or None")
     rungs = prune.rungs(max(c.epochs for c in configs))
     late = [r for r in rungs if r % eval_every]
     if late:
@@ -94,8 +135,19 @@ def group_keys(configs: Sequence[Config], group_by: Sequence[str]) -> list[tuple
 def decide(prune: Halving, rung: int, live: Sequence[int], configs: Sequence[Config],
            value_at_rung: dict[int, float]) -> tuple[list[int], list[int]]:
     """(kept, stopped) among the `live` config indices that train past `rung` (their epochs > rung);
-    `value_at_rung[i]`: config i's metric after `rung` epochs (NaN: ranks last)."""
+    `value_at_rung[i]`: config i's metric after `rung` epochs (NaN: ranks last). Hyperband: each
+    bracket that halves at `rung` decides among its own configs (the others are kept)."""
     candidates = [i for i in live if configs[i].epochs > rung]
+    if isinstance(prune, Hyperband):
+        rungs = prune.rungs(max(c.epochs for c in configs))
+        bracket = prune.brackets(configs)
+        kept, stopped = [i for i in candidates if bracket[i] > rungs.index(rung)], []
+        for b in sorted({bracket[i] for i in candidates if bracket[i] <= rungs.index(rung)}):
+            k, s = decide(Halving(prune.metric, prune.min_epochs, prune.eta, prune.group_by), rung,
+                          [i for i in candidates if bracket[i] == b], configs, value_at_rung)
+            kept += k
+            stopped += s
+        return sorted(kept), sorted(stopped)
     if not candidates:
         return [], []
     keys = group_keys([configs[i] for i in candidates], prune.group_by)

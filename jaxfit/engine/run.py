@@ -358,7 +358,8 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
             _finish_config(bucket_of[i].spec, i, configs[i], state.pop(i), _history(hist[i]), out, stop[i])
             hist[i] = []
     return {**rule, "rungs": records, "stopped_epoch": stop,
-            "pruned": [stop[i] < configs[i].epochs for i in range(n)]}
+            "pruned": [stop[i] < configs[i].epochs for i in range(n)],
+            **({"bracket": prune.brackets(configs)} if isinstance(prune, pruning.Hyperband) else {})}
 
 
 def _history(spans: list) -> dict:

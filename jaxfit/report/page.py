@@ -257,8 +257,12 @@ def _run_section(path: str, slug: str) -> tuple[str, dict]:
         rows.append(("ranking", rank_note))
     pr = meta.get("prune")
     if pr:
-        rows.append(("successive halving",
-                     f"on {pr['metric']} (min_epochs {pr['min_epochs']}, eta {pr['eta']}, averaged over "
+        hb = pr.get("kind") == "hyperband"
+        rows.append(("Hyperband" if hb else "successive halving",
+                     (f"{max(pr['bracket']) + 1} brackets of successive halving (configs per bracket: "
+                      + ", ".join(str(pr["bracket"].count(k)) for k in range(max(pr["bracket"]) + 1))
+                      + f", groups shuffled with seed {pr.get('seed', 0)}) " if hb and pr.get("bracket") else "")
+                     + f"on {pr['metric']} (min_epochs {pr['min_epochs']}, eta {pr['eta']}, averaged over "
                      f"{', '.join(pr['group_by']) or 'nothing'}): "
                      + ("; ".join(f"at epoch {r['epoch']} {r['kept']} of {r['ranked']} trained on" for r in pr["rungs"])
                         or "no rung below the last epoch")

@@ -118,10 +118,12 @@ class SweepResult:
         if any(pruned):
             rule = next(pr for pr in pruned if pr)
             meta = {**meta, "prune": {
-                **{k: v for k, v in rule.items() if k not in ("rungs", "stopped_epoch", "pruned")},
+                **{k: v for k, v in rule.items() if k not in ("rungs", "stopped_epoch", "pruned", "bracket")},
                 "rungs": [{**r, "part": j} for j, pr in enumerate(pruned) if pr for r in pr["rungs"]],
                 "stopped_epoch": [int(s) for p in parts for s in p.stopped_epoch],
-                "pruned": [bool(s < c.epochs) for p in parts for s, c in zip(p.stopped_epoch, p.configs)]}}
+                "pruned": [bool(s < c.epochs) for p in parts for s, c in zip(p.stopped_epoch, p.configs)],
+                **({"bracket": [b for pr in pruned for b in pr["bracket"]]}
+                   if all(pr and "bracket" in pr for pr in pruned) else {})}}
         best = (None, None) if any(p._best is None for p in parts) else \
             ([b for p in parts for b in p._best[0]], [b for p in parts for b in p._best[1]])
         out = cls(configs, curves, [x for p in parts for x in p._params],
@@ -205,6 +207,8 @@ class SweepResult:
                 if self.meta.get("prune"):
                     row["stopped_epoch"] = stop
                     row["pruned"] = stop < c.epochs
+                    if "bracket" in self.meta["prune"]:  # Hyperband: the config's bracket
+                        row["bracket"] = int(self.meta["prune"]["bracket"][i])
                 rows.append(row)
             self._base_table = pd.DataFrame(rows).set_index("config")
         return self._base_table
