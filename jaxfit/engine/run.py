@@ -43,6 +43,8 @@ from .checks import check_batch_order, check_dropout_masks
 from .compile import mesh_sharding
 from .plan import Bucket, plan_buckets
 from .store import KINDS as OUTPUT_KINDS  # the per-config outputs, as checkpoints keep them
+
+EXECUTORS = ("local", "ray")
 from .store import ChunkStore, SpanStore
 
 MATMUL_PRECISIONS = ("highest", "default", "tensorfloat32", "bfloat16")
@@ -135,6 +137,7 @@ class SweepRun:
     step_params: list | None = None  # with record_steps: per config, [epochs, steps] of its own params
     user: list | None = None  # with model=: per config (graphdef, initial params State, initial state State)
     prune: dict | None = None  # with prune=: the rungs' decisions and each config's stopped epoch
+    remote: dict | None = None  # with executor="ray": the workers and where each chunk ran
 
     def __getitem__(self, k):  # the dict spelling the results module used
         return getattr(self, k)
@@ -169,7 +172,8 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
               on_chunk: Callable | None = None, checkpoint_dir: str | None = None,
               matmul_precision: str = "highest", fuse: str = "auto", segment: int | None = None,
               record_steps: bool = False, model: Callable | None = None, eval_every: int = 1,
-              eval_rows: int | None = None, prune=None) -> SweepRun:
+              eval_rows: int | None = None, prune=None, executor: str = "local",
+              ray_address: str | None = None) -> SweepRun:
     """Train every config; returns raw per-config outputs (see results.SweepResult for the view).
 
     `model`: a factory `model(config, num_features, num_outputs, rngs) -> flax.nnx.Module` (see
@@ -183,8 +187,17 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     `fuse`: "auto" (the planner's choice), "none" (one program per structure) or "all".
     `segment`: epochs per program call (default: about 1.5 s of estimated work, a divisor of the epochs).
     `record_steps`: also return each step's loss and parameters (short replays only).
-    `eval_every` / `eval_rows` / `prune`: see jaxfit.sweep.
+    `eval_every` / `eval_rows` / `prune` / `executor` / `ray_address`: see jaxfit.sweep.
     """
+    if executor not in EXECUTORS:
+        raise UserError(f"executor={executor!r} is invalid: allowed values are {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        given = [name for name, v in (("params", params), ("model_states", model_states),
+                                      ("batch_orders", batch_orders), ("dropout_masks", dropout_masks),
+                                      ("model", model), ("on_chunk", on_chunk), ("prune", prune)) if v is not None]
+        if given or record_steps:
+            raise UserError(f"executor='ray' cannot be combined with {', '.join(given + ['record_steps'] * record_steps)}"
+                            " yet: run those sweeps locally")
     if matmul_precision not in MATMUL_PRECISIONS:
         raise UserError(f"matmul_precision={matmul_precision!r} is invalid: allowed values are "
                          f"{', '.join(MATMUL_PRECISIONS)}")
@@ -242,6 +255,13 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                fixed=chunk_size is not None, on_chunk=on_chunk, store=store, precision=matmul_precision,
                record_steps=record_steps, n_buckets=len(buckets))
     try:
+        if executor == "ray":
+            from . import remote
+
+            out.remote = remote.run_buckets(buckets, data=data, configs=configs, lrs_all=lrs_all, out=out, bar=bar,
+                                            budget=budget, chunk_size=chunk_size, store=store, precision=matmul_precision,
+                                            segment=segment, address=ray_address)
+            return out
         if prune is not None:
             out.prune = _run_halving(buckets, rungs, prune, chunk_size=chunk_size, segment=segment, ndev=ndev,
                                      platform=platform, **ctx)
@@ -386,7 +406,7 @@ def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, k
 
     def layout(rows):
         chunks = [rows[k:k + size] for k in range(0, len(rows), size)]
-        boundaries = _choice_boundaries(spec, chunks, configs, size)
+        boundaries = chunk_boundaries(spec, chunks, configs, size)
         return chunks, boundaries, programs.program_key(spec, size, seg, flags, boundaries)[0]
 
     plain = layout(members)
@@ -584,7 +604,7 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
     return _pad_rows(tree, size)
 
 
-def _choice_boundaries(spec: ProgramSpec, chunks, configs, size: int) -> frozenset[int]:
+def chunk_boundaries(spec: ProgramSpec, chunks, configs, size: int) -> frozenset[int]:
     """Where the choices change within the bucket's (padded) chunks, over all of them: the program
     is the same for every chunk, resumed ones included, so it never depends on what a resume found."""
     if not choices_of(spec):
@@ -623,7 +643,7 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     dev_data = None
     first = True
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
-    boundaries = _choice_boundaries(spec, plan.chunks, configs, size)
+    boundaries = chunk_boundaries(spec, plan.chunks, configs, size)
     for ci, members in enumerate(plan.chunks):
         key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
                          evaluation=(spec.eval_every, spec.eval_rows))
@@ -753,3 +773,37 @@ def _finish(pending, seg: int, members, configs, bar) -> dict:
         done = sum(max(0, min(configs[i].epochs, lo + seg) - lo) for i in members)
         bar.update(done)
     return m
+
+
+# ----------------------------------------------------------------------------- one chunk, elsewhere
+
+
+def train_chunk(data: Dataset, spec: ProgramSpec, size: int, seg: int, configs: Sequence[Config], lrs,
+                precision: str, boundaries: frozenset) -> dict:
+    """Train one chunk of a bucket in this process, from its configs alone (what a worker of
+    `executor="ray"` runs: `engine.remote`). `lrs`: the configs' rows of the sweep's learning-rate
+    table. Returns {"outputs": per config {kind: ...} as a ChunkStore holds them, "compile_s",
+    "run_s", "source", "bytes"}: the same numbers as the local loop for the same chunk and devices."""
+    n, E = len(configs), spec.epochs
+    members = list(range(n))
+    out = SweepRun([None] * n, [None] * n, [None] * n, [], [], [None] * n, [None] * n)
+    plan = ChunkPlan(0, size, [members], seg, spec=spec)
+    with programs.x64_scope(spec.dtype):
+        sharded, replicated = mesh_sharding(size)
+        put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
+        dev_data = _device_data(data, spec.dtype, replicated)
+        runs, hp, lrs, given_p, given_s, inputs = _chunk_inputs(spec, members, size, list(configs), np.asarray(lrs),
+                                                                None, None, None, None)
+        carry = _carry0(spec, runs, hp, dev_data, given_p, given_s)
+        carry, runs, hp = put(carry), put(runs), put(hp)
+        seg_args = _segment_args(seg, E, lrs, inputs, runs, hp, dev_data, put)
+        compiled, plan.compile_s, plan.source = programs.get(spec, size, seg, seg_args(0, carry), precision=precision,
+                                                             inputs=tuple(inputs), boundaries=boundaries)
+        carry, seg_metrics = _train_segments(compiled, seg_args, carry, range(math.ceil(E / seg)), seg, members,
+                                             configs, None, plan)
+        metrics = _join_metrics(seg_metrics, E)
+        for k, c in enumerate(configs):
+            _finish_config(spec, k, c, _row(carry, k), {m: v[:, k] for m, v in metrics.items()}, out, c.epochs)
+    return {"outputs": [{kind: out[kind][k] for kind in OUTPUT_KINDS} for k in members],
+            "compile_s": plan.compile_s, "run_s": plan.run_s, "source": plan.source,
+            "bytes": programs.memory_of(compiled)}
