@@ -6,6 +6,7 @@
     top = 10
     eval_every = 1               # evaluate every k epochs (and at each config's last); jaxfit.sweep's
     eval_rows = 5000             # evaluate on at most this many fixed rows of each split (last epoch: all)
+    executor = "ray"             # train the chunks on a Ray cluster (jaxfit.sweep's executor; --ray on the command line)
 
     [prune]                      # optional: successive halving (jaxfit.Halving; --prune on the command line)
     kind = "halving"             # or "hyperband" (jaxfit.Hyperband: brackets of halving; seed = its shuffle)
@@ -75,7 +76,7 @@ TOP_TABLES = ("sweep", "data", "grid", "sample", "search", "prune")
 SEARCH_KEYS = ("trials", "batch", "sampler", "seed", "seeds", "metric")  # the rest of [search] is the space
 PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by", "seed")
 PRUNE_KINDS = ("halving", "hyperband")
-SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows")
+SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows", "executor")
 FILE_KEYS = ("file", "label", "features", "val_fraction", "seed", "name", "remap_labels")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SMOKE = {"epochs": 2, "seeds": 1, "n": 200, "configs": 8}
@@ -227,6 +228,9 @@ def build_spec(doc: dict, *, text: str = "", path: str | None = None, epochs: in
         v = settings.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise UserError(f"{where(k, 'sweep')}: {k}={v!r} must be a positive integer")
+    if settings.get("executor", "local") not in ("local", "ray"):
+        raise UserError(f"{where('executor', 'sweep')}: executor={settings['executor']!r} is invalid: allowed values "
+                        "are local, ray")
     prune = prune_table(doc.get("prune"), lambda key=None: where(key, "prune"), "[prune]")
     title = settings.get("name") or (os.path.splitext(os.path.basename(path))[0] if path else "sweep")
     if not isinstance(title, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", title):

@@ -49,7 +49,8 @@ SAMPLERS = ("tpe", "random", "qmc")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize",
            "full_train_loss": "minimize", "best_val_acc": "maximize", "best_val_loss": "minimize"}
 TUPLE_FIELDS = ("hidden", "betas")  # values that are tuples: Optuna's categorical choices hold their repr
-SWEEP_OPTIONS = ("chunk_size", "memory_budget", "matmul_precision", "fuse", "segment", "eval_every", "eval_rows")
+SWEEP_OPTIONS = ("chunk_size", "memory_budget", "matmul_precision", "fuse", "segment", "eval_every", "eval_rows",
+                 "executor", "ray_address")
 REFUSED = ("params", "model_states", "batch_orders", "dropout_masks", "model", "on_chunk", "record_steps",
            "checkpoint_dir")
 SEARCH_FILE = "search.json"
@@ -246,18 +247,18 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
         so that the same call resumes a killed search; one process at a time (a lock).
       seed: the sampler's seed. progress: True prints a line per round (or a callable taking it);
         the sweeps' own progress is shown too.
-      **options: chunk_size, memory_budget, matmul_precision, fuse, segment, eval_every, eval_rows (as in
-        `jaxfit.sweep`).
+      **options: chunk_size, memory_budget, matmul_precision, fuse, segment, eval_every, eval_rows,
+        executor, ray_address (as in `jaxfit.sweep`; executor="ray" trains each round on a Ray cluster).
     """
     _check_options(data, options)
     sp = check_search(space, trials=trials, batch=batch, seeds=seeds, sampler=sampler, metric=metric, prune=prune)
     api.check_inputs(data, sp.configs({}, 1))  # the fixed values fit the data
     optuna = _optuna()
     log = progress if callable(progress) else (print if progress else (lambda *_: None))
+    same = {k: repr(v) for k, v in options.items() if k not in ("executor", "ray_address")}  # where: not what
     record = {"space": sp.describe(), "metric": metric, "seeds": seeds, "batch": batch, "seed": seed,
               "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
-              "prune": prune.record() if prune is not None else None, "options": {k: repr(v) for k, v in options.items()},
-              "data": data.fingerprint()}
+              "prune": prune.record() if prune is not None else None, "options": same, "data": data.fingerprint()}
     lock = None
     if directory is not None:
         directory = os.fspath(directory)

@@ -193,3 +193,23 @@ def test_what_ray_cannot_do_yet_and_bad_executors_fail_before_any_task(cluster, 
         jaxfit.sweep(data, CFGS, executor="rya")
     with pytest.raises(jaxfit.UserError, match="executor='ray' cannot be combined with prune"):
         jaxfit.sweep(data, CFGS, executor="ray", prune=jaxfit.Halving())
+
+
+def test_the_command_line_trains_a_spec_on_the_cluster_and_resumes(cluster, tmp_path, capsys):
+    from jaxfit.cli import main
+
+    _, _, address = cluster
+    spec = tmp_path / "s.toml"
+    spec.write_text('[[data]]\nname = "sum_bin"\nn = 200\n\n[grid]\nhidden = [[4], [8]]\nlr = [0.1, 0.01]\n'
+                    'seed = [0, 1]\nepochs = 3\ndtype = "float64"\n')
+    args = ["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress", "--no-cache", "--ray", address]
+    assert main(args) == 0
+    r = jaxfit.SweepResult.load(tmp_path / "o" / "sum_bin")
+    assert r.meta["executor"]["workers"] == 2 and len(r.meta["executor"]["chunks"]) >= 2
+    assert main(args) == 0  # the same command: every chunk loaded from the sweep directory
+    again = jaxfit.SweepResult.load(tmp_path / "o" / "sum_bin")
+    assert again.meta["executor"]["chunks"] == []
+    np.testing.assert_array_equal(again.curves["val_loss"], r.curves["val_loss"])
+    local = jaxfit.sweep(datasets.sum_bin(n=200), r.configs, chunk_size=r.meta["plans"][0]["chunk_size"])
+    np.testing.assert_allclose(local.curves["val_loss"], r.curves["val_loss"], rtol=0, atol=1e-12)
+    capsys.readouterr()

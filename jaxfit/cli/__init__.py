@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "of it starting at each rung (default: the spec's [prune], else none)")
     s.add_argument("--min-epochs", type=int, metavar="R", help="with --prune: the first rung (default 1)")
     s.add_argument("--eta", type=int, metavar="ETA", help="with --prune: keep 1/ETA at each rung (default 3)")
+    s.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="train the chunks as Ray tasks on a cluster: "
+                   "ADDRESS, else $RAY_ADDRESS, else the one started here with `ray start --head` (pip install -e "
+                   "\".[ray]\"; spec: [sweep] executor = \"ray\")")
     s.add_argument("--fuse", choices=["auto", "none", "all"], default="auto",
                    help="which configs share a compiled program: auto (the planner's cost model, default), none "
                         "(one program per structure) or all (one per batch size, dtype and output width)")

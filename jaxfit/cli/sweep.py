@@ -330,7 +330,8 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
         else:
             result = jaxfit.sweep(data, spec.configs, progress=shown_progress,
                                   checkpoint_dir=os.path.join(out, run.label, "chunks"), fuse=args.fuse,
-                                  eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], prune=spec.prune)
+                                  eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], prune=spec.prune,
+                                  **_executor(args, spec))
         result.meta["dataset"]["args"] = run.args
         path = result.save(os.path.join(out, run.label))
         m = result.meta
@@ -388,6 +389,13 @@ def _run_sweep(args, spec, loaded, rows, disk, budget, out, log) -> int:
     return 0
 
 
+def _executor(args, spec) -> dict:
+    """executor= / ray_address= of the sweep calls: --ray [ADDRESS] over the spec's [sweep] executor."""
+    if getattr(args, "ray", None) is not None:
+        return {"executor": "ray", "ray_address": args.ray or None}
+    return {"executor": spec.settings.get("executor", "local")}
+
+
 def _search(spec, data, where, args, log):
     """A [search] spec's search on one dataset (its study, rounds and checkpoints under `where`), with
     a line per round and a summary."""
@@ -397,7 +405,7 @@ def _search(spec, data, where, args, log):
     found = jaxfit.search(data, se["space"], trials=se["trials"], batch=se["batch"], sampler=se["sampler"],
                           seed=se["seed"], seeds=se["seeds"], metric=se["metric"], prune=spec.prune, directory=where,
                           progress=log if not args.quiet else False, fuse=args.fuse,
-                          eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1])
+                          eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], **_executor(args, spec))
     meta = found.meta
     states = found.trials["state"].value_counts().to_dict()
     log(f"search: {len(found.trials)} trials ({', '.join(f'{v} {k.lower()}' for k, v in states.items())}) in "
