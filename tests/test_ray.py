@@ -213,3 +213,49 @@ def test_the_command_line_trains_a_spec_on_the_cluster_and_resumes(cluster, tmp_
     local = jaxfit.sweep(datasets.sum_bin(n=200), r.configs, chunk_size=r.meta["plans"][0]["chunk_size"])
     np.testing.assert_allclose(local.curves["val_loss"], r.curves["val_loss"], rtol=0, atol=1e-12)
     capsys.readouterr()
+
+
+def _kill_processes_naming(text: str) -> None:
+    """SIGKILL every process whose command line names `text` (a cluster's own temp dir): `ray stop`
+    would stop every Ray on the machine, other users' included."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.mark.slow
+def test_a_real_ray_start_head_and_a_driver_that_connects_by_address():
+    """`ray start --head` as a user runs it (a second `ray start --address` node cannot join over
+    loopback on one machine, see the README), a driver process connecting through $RAY_ADDRESS."""
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="jr", dir="/tmp")  # a short path: Ray's sockets live under it (107 bytes)
+    env = {**os.environ, "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    os.makedirs(os.path.join(tmp, "ray"), exist_ok=True)
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = 6390 + os.getpid() % 100
+    start = subprocess.run([ray_bin, "start", "--head", "--num-cpus", "2", "--node-ip-address", LOOPBACK,
+                            "--port", str(port), "--include-dashboard", "false", "--temp-dir", os.path.join(tmp, "ray")],
+                           env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        script = ("import jaxfit, numpy as np\n"
+                  "d = jaxfit.datasets.sum_mod(n=200, seed=0)\n"
+                  "c = jaxfit.grid(hidden=[(4,), (8,)], lr=[0.1, 0.01], epochs=3, dtype='float64')\n"
+                  "r = jaxfit.sweep(d, c, executor='ray', chunk_size=2)\n"
+                  "l = jaxfit.sweep(d, c, chunk_size=2)\n"
+                  "print(r.meta['executor']['workers'], np.abs(r.curves['val_loss'] - l.curves['val_loss']).max())\n")
+        run = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_ADDRESS": f"{LOOPBACK}:{port}"},
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        workers, diff = run.stdout.split()[-2:]
+        assert workers == "2" and float(diff) <= 1e-12
+    finally:
+        _kill_processes_naming(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
