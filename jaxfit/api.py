@@ -135,8 +135,9 @@ def sweep(data: Dataset, configs: Sequence[Config], *, params: Sequence[Any] | N
         mid-chunk costs that chunk (retried by Ray); an error raised by training is not retried.
         Without chunk_size, a bucket is cut into at least as many chunks as the cluster runs tasks.
         Results equal a local run of the same chunk size with one device (float64 within 1e-12).
-        Needs `pip install -e ".[ray]"`; not combinable with prune, on_chunk, record_steps, model,
-        params or replays yet.
+        With prune, each chunk's span between rungs is a task and this process decides every rung.
+        Needs `pip install -e ".[ray]"`; not combinable with on_chunk, record_steps, model, params or
+        replays yet.
     """
     configs = list(configs)
     check_options(chunk_size, memory_budget, segment, eval_every, eval_rows)

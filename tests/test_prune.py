@@ -130,7 +130,7 @@ def test_survivors_stay_in_the_programs_they_started_in(full_and_pruned, sum_bin
 
 def plain(spec, members, size, seg, configs):
     chunks = [members[k:k + size] for k in range(0, len(members), size)]
-    bounds = run._choice_boundaries(spec, chunks, configs, size)
+    bounds = run.chunk_boundaries(spec, chunks, configs, size)
     return chunks, bounds, programs.program_key(spec, size, seg, {"precision": None}, bounds)[0]
 
 

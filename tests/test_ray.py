@@ -191,8 +191,24 @@ def test_the_driver_killed_mid_sweep_resumes_from_the_chunks_written(cluster, da
 def test_what_ray_cannot_do_yet_and_bad_executors_fail_before_any_task(cluster, data):
     with pytest.raises(jaxfit.UserError, match="executor='rya' is invalid: allowed values are local, ray"):
         jaxfit.sweep(data, CFGS, executor="rya")
-    with pytest.raises(jaxfit.UserError, match="executor='ray' cannot be combined with prune"):
-        jaxfit.sweep(data, CFGS, executor="ray", prune=jaxfit.Halving())
+    with pytest.raises(jaxfit.UserError, match="executor='ray' cannot be combined with on_chunk"):
+        jaxfit.sweep(data, CFGS, executor="ray", on_chunk=print)
+
+
+def test_successive_halving_on_the_cluster_decides_as_locally_and_resumes(cluster, data, tmp_path):
+    cfgs = [c.replace(epochs=9) for c in CFGS]
+    halving = jaxfit.Halving(min_epochs=1, eta=3)
+    local = jaxfit.sweep(data, cfgs, chunk_size=4, prune=halving)
+    r = jaxfit.sweep(data, cfgs, chunk_size=4, prune=halving, executor="ray", checkpoint_dir=str(tmp_path / "ck"))
+    assert r.meta["prune"]["rungs"] == local.meta["prune"]["rungs"]
+    assert list(r.stopped_epoch) == list(local.stopped_epoch) and r.table["pruned"].any()
+    for m in r.curves:
+        np.testing.assert_allclose(r.curves[m], local.curves[m], rtol=0, atol=1e-10, err_msg=m)
+    spans = r.meta["executor"]["spans"]
+    assert len({s["pid"] for s in spans}) == 2 and {tuple(s["epochs"]) for s in spans} >= {(0, 1), (1, 3), (3, 9)}
+    again = jaxfit.sweep(data, cfgs, chunk_size=4, prune=halving, executor="ray", checkpoint_dir=str(tmp_path / "ck"))
+    assert again.meta["executor"]["spans"] == []  # every span was written by the driver and is loaded
+    np.testing.assert_array_equal(again.curves["val_loss"], r.curves["val_loss"])
 
 
 def test_the_command_line_trains_a_spec_on_the_cluster_and_resumes(cluster, tmp_path, capsys):

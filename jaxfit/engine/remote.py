@@ -84,10 +84,23 @@ def _chunk_task(data, spec, size, seg, configs, lrs, precision, boundaries, cach
     return {**res, "wall_s": time.perf_counter() - t0, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size, store, precision, segment,
-                address=None) -> dict[str, Any]:
-    """Train every bucket's chunks on the Ray cluster; fills `out` (its plans too) as the local loop
-    does. Returns what the meta records: the workers, and per chunk where it ran and for how long."""
+def _span_task(data, spec, size, seg, ks, configs, states, lrs, precision, boundaries, cache_dir):
+    """A worker's task under successive halving: one chunk over one span between rungs."""
+    if cache_dir:
+        from .compile import enable_compilation_cache
+
+        enable_compilation_cache(cache_dir)
+    t0 = time.perf_counter()
+    carry, metrics, plan = runmod.train_span_alone(data, spec, size, seg, ks, configs, states, lrs, precision,
+                                                   boundaries)
+    import socket
+
+    return {"carry": carry, "metrics": metrics, "compile_s": plan.compile_s, "run_s": plan.run_s,
+            "source": plan.source, "wall_s": time.perf_counter() - t0, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _options(address):
+    """(Ray connected, task options, workers, gpu?, the persistent cache directory to pass on)."""
     import jax
 
     ray = connect(address)
@@ -95,6 +108,46 @@ def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size
     cache_dir = jax.config.jax_compilation_cache_dir or None
     opts = dict(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES, retry_exceptions=False,
                 runtime_env={"env_vars": _env(gpu, cache_dir)}, **({"max_calls": 0} if gpu else {}))
+    return ray, opts, n_workers, gpu, cache_dir
+
+
+class Spans:
+    """Successive halving on the cluster (`run._run_halving(remote=...)`): each chunk's span between
+    two rungs a task; the driver makes every decision and packs the survivors, as locally."""
+
+    def __init__(self, data, address=None):
+        self.ray, opts, self.workers, self.gpu, self.cache_dir = _options(address)
+        self.task = self.ray.remote(_span_task).options(**opts)
+        self.data_ref = self.ray.put(data)
+        self.ran: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def submit_span(self, spec, size, seg, ks, configs, states, lrs, precision, boundaries):
+        return self.task.remote(self.data_ref, spec, size, seg, ks, configs, states, np.asarray(lrs), precision,
+                                boundaries, self.cache_dir)
+
+    def fetch_span(self, ref, plan, bar, n_configs: int, span: tuple[int, int], epochs_done: int):
+        """A span task's (host carry, metrics, compile s, source); its time and place recorded, the
+        progress bar moved by the `epochs_done` config-epochs it trained."""
+        res = _result(self.ray, ref)
+        plan.run_s += res["run_s"]
+        self.ran.append({"bucket": plan.bucket, "epochs": list(span), "configs": n_configs, "host": res["host"],
+                         "pid": res["pid"], "wall_s": res["wall_s"], "compile_s": res["compile_s"],
+                         "source": res["source"]})
+        if bar is not None:
+            bar.update(epochs_done)
+        return res["carry"], res["metrics"], res["compile_s"], res["source"]
+
+    def record(self) -> dict[str, Any]:
+        return {"executor": "ray", "workers": self.workers, "gpu": self.gpu, "spans": self.ran,
+                "chunks": [], "wall_s": time.perf_counter() - self.t0}
+
+
+def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size, store, precision, segment,
+                address=None) -> dict[str, Any]:
+    """Train every bucket's chunks on the Ray cluster; fills `out` (its plans too) as the local loop
+    does. Returns what the meta records: the workers, and per chunk where it ran and for how long."""
+    ray, opts, n_workers, gpu, cache_dir = _options(address)
     task = ray.remote(_chunk_task).options(**opts)
     data_ref = ray.put(data)
     platform = "gpu" if gpu else "cpu"

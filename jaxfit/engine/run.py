@@ -154,7 +154,7 @@ def _device_data(data: Dataset, dtype: str, replicated=None) -> Data:
 
 def _pad_rows(tree, n: int):
     """Pad the leading axis of every leaf to n by repeating its last row (the padding then shares the
-    last config's choices: no block boundary of its own, see `_choice_boundaries`)."""
+    last config's choices: no block boundary of its own, see `chunk_boundaries`)."""
     def pad(a):
         a = np.asarray(a)
         k = n - a.shape[0]
@@ -194,7 +194,7 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
     if executor == "ray":
         given = [name for name, v in (("params", params), ("model_states", model_states),
                                       ("batch_orders", batch_orders), ("dropout_masks", dropout_masks),
-                                      ("model", model), ("on_chunk", on_chunk), ("prune", prune)) if v is not None]
+                                      ("model", model), ("on_chunk", on_chunk)) if v is not None]
         if given or record_steps:
             raise UserError(f"executor='ray' cannot be combined with {', '.join(given + ['record_steps'] * record_steps)}"
                             " yet: run those sweeps locally")
@@ -255,6 +255,14 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
                fixed=chunk_size is not None, on_chunk=on_chunk, store=store, precision=matmul_precision,
                record_steps=record_steps, n_buckets=len(buckets))
     try:
+        if executor == "ray" and prune is not None:
+            from . import remote
+
+            spans = remote.Spans(data, ray_address)
+            out.prune = _run_halving(buckets, rungs, prune, chunk_size=chunk_size, segment=segment, ndev=1,
+                                     platform=platform, remote=spans, **ctx)
+            out.remote = spans.record()
+            return out
         if executor == "ray":
             from . import remote
 
@@ -285,11 +293,12 @@ def run_sweep(data: Dataset, configs: Sequence[Config], *, params=None, model_st
 
 def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment, ndev: int, platform: str,
                  data, configs, lrs_all, params, model_states, batch_orders, dropout_masks, out: SweepRun, bar,
-                 budget, fixed: bool, on_chunk, store, precision, record_steps, n_buckets) -> dict:
+                 budget, fixed: bool, on_chunk, store, precision, record_steps, n_buckets, remote=None) -> dict:
     """Successive halving (`engine.prune`): every bucket trains its live configs up to the next rung,
     then the sweep-wide decision stops the worst; the survivors of a bucket are packed into full
     chunks (a smaller chunk, compiled once, where the cost model says it pays). Returns the record
-    of the rungs and each config's stopped epoch."""
+    of the rungs and each config's stopped epoch. `remote` (engine.remote.Spans): each chunk's span
+    a task on a Ray cluster, the decisions made here."""
     del on_chunk, record_steps  # refused with prune by run_sweep
     spans = SpanStore(store) if store is not None else None
     rule = prune.record()
@@ -311,6 +320,7 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
     bucket_of = {i: b for b in buckets for i in b.members}
     edges = [0, *rungs, max(c.epochs for c in configs)]
     for lo, hi in zip(edges[:-1], edges[1:]):
+        jobs = []  # this interval's chunk trainings, their outputs taken in order once all are started
         for b, plan in zip(buckets, out.plans):
             spec = b.spec
             members = [i for i in b.members if i in live and configs[i].epochs > lo]
@@ -327,7 +337,6 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
             keys[b.index].add(key)
             if lo == 0:
                 plan.chunks = chunks
-            seen: set[int] = set()
             with programs.x64_scope(spec.dtype):
                 for ci, chunk in enumerate(chunks):
                     once = list(dict.fromkeys(chunk))
@@ -343,24 +352,34 @@ def _run_halving(buckets: list, rungs: list[int], prune, *, chunk_size, segment,
                         if bar is not None:
                             bar.resumed(sum(max(0, min(end, configs[i].epochs) - lo) for i in once))
                         continue
+                    compiled_at.setdefault(b.index, set()).add(size)
+                    if remote is not None:  # a task on the cluster, collected below
+                        jobs.append((plan, chunk, once, skey, end, lo, remote.submit_span(
+                            spec, size, seg, ks, [configs[i] for i in chunk],
+                            None if ks.start == 0 else [state[i] for i in chunk], lrs_all[chunk], precision,
+                            boundaries)))
+                        continue
                     key_data = (spec.dtype, size)
                     if key_data not in dev_data:  # the data on the devices once per dtype and chunk layout
                         dev_data[key_data] = _device_data(data, spec.dtype, mesh_sharding(size)[1])
-                    carry, metrics, dt, source = _train_span(
+                    jobs.append((plan, chunk, once, skey, end, lo, _train_span(
                         b, chunk, size, seg, ks, state, dev_data=dev_data[key_data], configs=configs, lrs_all=lrs_all, params=params,
                         model_states=model_states, batch_orders=batch_orders, dropout_masks=dropout_masks, bar=bar,
                         precision=precision, n_buckets=n_buckets, label=(ci, len(chunks)), plan=plan,
-                        boundaries=boundaries)
-                    plan.compile_s += dt
-                    plan.source = plan.source or source
-                    compiled_at.setdefault(b.index, set()).add(size)
-                    for k, i in enumerate(chunk):
-                        if i not in seen:  # a config repeated to align a choice group: its first copy
-                            seen.add(i)
-                            state[i] = _row(carry, k)
-                            hist[i].append({name: v[: end - lo, k] for name, v in metrics.items()})
-                    if spans is not None:
-                        spans.put(skey, [(_history(hist[i]), jax.tree_util.tree_leaves(state[i])) for i in once])
+                        boundaries=boundaries)))
+        for plan, chunk, once, skey, end, lo, res in jobs:  # in order: each config's first copy is kept
+            carry, metrics, dt, source = res if remote is None else remote.fetch_span(
+                res, plan, bar, len(once), (lo, end), sum(max(0, min(end, configs[i].epochs) - lo) for i in once))
+            plan.compile_s += dt
+            plan.source = plan.source or source
+            seen: set[int] = set()
+            for k, i in enumerate(chunk):
+                if i not in seen:  # a config repeated to align a choice group: its first copy
+                    seen.add(i)
+                    state[i] = _row(carry, k)
+                    hist[i].append({name: v[: end - lo, k] for name, v in metrics.items()})
+            if spans is not None:
+                spans.put(skey, [(_history(hist[i]), jax.tree_util.tree_leaves(state[i])) for i in once])
         finished = [i for i in live if configs[i].epochs <= hi]
         if hi in rungs:
             before = sorted(live)
@@ -785,25 +804,35 @@ def train_chunk(data: Dataset, spec: ProgramSpec, size: int, seg: int, configs: 
     table. Returns {"outputs": per config {kind: ...} as a ChunkStore holds them, "compile_s",
     "run_s", "source", "bytes"}: the same numbers as the local loop for the same chunk and devices."""
     n, E = len(configs), spec.epochs
-    members = list(range(n))
     out = SweepRun([None] * n, [None] * n, [None] * n, [], [], [None] * n, [None] * n)
+    carry, metrics, plan = train_span_alone(data, spec, size, seg, range(0, math.ceil(E / seg)), configs, None, lrs,
+                                            precision, boundaries)
+    for k, c in enumerate(configs):
+        _finish_config(spec, k, c, _row(carry, k), {m: v[:, k] for m, v in metrics.items()}, out, c.epochs)
+    return {"outputs": [{kind: out[kind][k] for kind in OUTPUT_KINDS} for k in range(n)],
+            "compile_s": plan.compile_s, "run_s": plan.run_s, "source": plan.source, "bytes": plan.bytes}
+
+
+def train_span_alone(data: Dataset, spec: ProgramSpec, size: int, seg: int, ks: range, configs: Sequence[Config],
+                     states, lrs, precision: str, boundaries: frozenset):
+    """One chunk over segments `ks` from its configs alone (`configs` may repeat one, as `_pack`
+    aligns choice groups), from each one's carried state in `states` (None: from the start).
+    Returns (host carry, {name: [epochs of ks, n]}, a ChunkPlan holding compile_s, run_s, source, bytes)."""
+    members = list(range(len(configs)))
     plan = ChunkPlan(0, size, [members], seg, spec=spec)
     with programs.x64_scope(spec.dtype):
-        sharded, replicated = mesh_sharding(size)
-        put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
-        dev_data = _device_data(data, spec.dtype, replicated)
-        runs, hp, lrs, given_p, given_s, inputs = _chunk_inputs(spec, members, size, list(configs), np.asarray(lrs),
-                                                                None, None, None, None)
-        carry = _carry0(spec, runs, hp, dev_data, given_p, given_s)
-        carry, runs, hp = put(carry), put(runs), put(hp)
-        seg_args = _segment_args(seg, E, lrs, inputs, runs, hp, dev_data, put)
-        compiled, plan.compile_s, plan.source = programs.get(spec, size, seg, seg_args(0, carry), precision=precision,
-                                                             inputs=tuple(inputs), boundaries=boundaries)
-        carry, seg_metrics = _train_segments(compiled, seg_args, carry, range(math.ceil(E / seg)), seg, members,
-                                             configs, None, plan)
-        metrics = _join_metrics(seg_metrics, E)
-        for k, c in enumerate(configs):
-            _finish_config(spec, k, c, _row(carry, k), {m: v[:, k] for m, v in metrics.items()}, out, c.epochs)
-    return {"outputs": [{kind: out[kind][k] for kind in OUTPUT_KINDS} for k in members],
-            "compile_s": plan.compile_s, "run_s": plan.run_s, "source": plan.source,
-            "bytes": programs.memory_of(compiled)}
+        dev_data = _device_data(data, spec.dtype, mesh_sharding(size)[1])
+        carry, metrics, plan.compile_s, plan.source = _train_span(
+            _Alone(spec), members, size, seg, ks, dict(enumerate(states)) if states is not None else {},
+            dev_data=dev_data, configs=list(configs), lrs_all=np.asarray(lrs), params=None, model_states=None,
+            batch_orders=None, dropout_masks=None, bar=None, precision=precision, n_buckets=1, label=None, plan=plan,
+            boundaries=boundaries)
+    return carry, metrics, plan
+
+
+@dataclass
+class _Alone:
+    """What `_train_span` reads of a Bucket, for a chunk trained away from its sweep."""
+
+    spec: ProgramSpec
+    index: int = 0
