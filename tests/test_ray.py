@@ -31,8 +31,11 @@ LOOPBACK = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("ray"))
+def cluster():
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="jr", dir="/tmp")  # short: Ray's socket paths under it are limited to 107 bytes
     os.makedirs(os.path.join(tmp, "ray"), exist_ok=True)  # Ray expects <RAY_TMPDIR>/ray to exist
     old = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED")}
     os.environ.update(RAY_TMPDIR=tmp, RAY_USAGE_STATS_ENABLED="0")
@@ -49,6 +52,8 @@ def cluster(tmp_path_factory):
     finally:
         ray.shutdown()
         c.shutdown()
+        _kill_processes_naming(tmp)  # anything of this cluster left behind
+        shutil.rmtree(tmp, ignore_errors=True)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -301,8 +301,12 @@ def test_version_help_and_datasets_do_not_start_jax(args):
     assert "heavy: []" in p.stdout, p.stdout
 
 
+OPTIONAL = {"optuna": ("search", "jaxfit/study.py"), "ray": ("ray", "jaxfit/engine/remote.py")}  # extra, its one importer
+
+
 def test_declared_dependencies_are_the_imported_ones():
-    """pyproject's dependencies = the third-party packages jaxfit/ and torchref/ import (torch optional)."""
+    """pyproject's dependencies = the third-party packages jaxfit/ and torchref/ import (torch optional;
+    Optuna and Ray optional extras, each imported by one module only)."""
     import ast
     import re
 
@@ -311,18 +315,27 @@ def test_declared_dependencies_are_the_imported_ones():
     declared = {re.split(r"[<>=!~ \[]", d)[0].lower() for d in project["dependencies"]}
     module_of = {"scikit-learn": "sklearn", "pyarrow": "pyarrow", "pillow": "PIL"}
     declared_modules = {module_of.get(d, d.replace("-", "_")) for d in declared}
-    imported = set()
+    imported, where = set(), {}
     for pkg in ("jaxfit", "torchref"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, pkg)):
             for name in files:
                 if name.endswith(".py"):
+                    path = os.path.relpath(os.path.join(dirpath, name), ROOT)
                     tree = ast.parse(open(os.path.join(dirpath, name)).read())
                     for node in ast.walk(tree):
+                        mods = set()
                         if isinstance(node, ast.Import):
-                            imported |= {a.name.split(".")[0] for a in node.names}
+                            mods = {a.name.split(".")[0] for a in node.names}
                         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                            imported.add(node.module.split(".")[0])
-    third = {m for m in imported if m not in sys.stdlib_module_names and m not in ("jaxfit", "torchref", "torch")}
+                            mods = {node.module.split(".")[0]}
+                        imported |= mods
+                        for m in mods:
+                            where.setdefault(m, set()).add(path)
+    for mod, (extra, importer) in OPTIONAL.items():
+        assert mod in {re.split(r"[<>=!~ \[]", d)[0] for d in project["optional-dependencies"][extra]}
+        assert where.get(mod) == {importer}, f"{mod} imported by {where.get(mod)}, only {importer} may"
+    third = {m for m in imported if m not in sys.stdlib_module_names
+             and m not in ("jaxfit", "torchref", "torch", *OPTIONAL)}
     assert third <= declared_modules, f"imported but not declared: {sorted(third - declared_modules)}"
     assert declared_modules - {"pyarrow"} <= third, f"declared but never imported: {sorted(declared_modules - third)}"
     assert "torch" in {re.split(r"[<>=!~ \[]", d)[0] for d in project["optional-dependencies"]["torch"]}
