@@ -280,3 +280,21 @@ def test_a_real_ray_start_head_and_a_driver_that_connects_by_address():
     finally:
         _kill_processes_naming(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_an_error_raised_by_a_task_is_not_retried_and_comes_back_as_itself(cluster, tmp_path):
+    """The options every chunk task gets (engine.remote._options): system failures retried, the
+    task's own exceptions not (a bug fails fast with its own type and message)."""
+    from jaxfit.engine import remote
+
+    def fails_once_recorded(path):  # defined here: Ray ships it by value (the tests are not importable there)
+        with open(path, "a") as f:
+            f.write("attempt\n")
+        raise ValueError("a shape bug in the training")
+
+    _, opts, *_ = remote._options(None)
+    path = tmp_path / "attempts"
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="a shape bug in the training"):
+        remote._result(ray, ray.remote(fails_once_recorded).options(**opts).remote(str(path)))
+    assert path.read_text().count("attempt") == 1 and time.perf_counter() - t0 < 60
