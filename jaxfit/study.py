@@ -268,18 +268,60 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
     try:
         if directory is not None:
             _same_search(directory, record)
-            storage = optuna.storages.JournalStorage(
-                optuna.storages.journal.JournalFileBackend(os.path.join(directory, STUDY_FILE)))
-        else:
-            storage = None
-        study = optuna.create_study(storage=storage, study_name="jaxfit", direction=METRICS[metric],
-                                    sampler=_sampler(sampler, seed, batch), load_if_exists=True)
+        study = _study(optuna, directory, METRICS[metric], _sampler(sampler, seed, batch), log)
         return _rounds(data, sp, study, trials=trials, batch=batch, sampler=sampler, seed=seed, metric=metric,
                        seeds=seeds, prune=prune, directory=directory, progress=bool(progress), log=log,
                        options=options, record=record)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _study(optuna, directory: str | None, direction: str, sampler, log):
+    """The study: in memory, or Optuna's journal in `directory`. A journal that cannot be read (a disk
+    fault, a hand edit) is set aside and the study rebuilt from the rounds saved beside it: each
+    round's trials are asked again with their saved parameters and told their saved results."""
+    def make(storage):
+        return optuna.create_study(storage=storage, study_name="jaxfit", direction=direction, sampler=sampler,
+                                   load_if_exists=True)
+
+    if directory is None:
+        return make(None)
+    path = os.path.join(directory, STUDY_FILE)
+    journal = lambda: optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))  # noqa: E731
+    try:
+        _check_journal(path, log)
+        study = make(journal())
+        study.get_trials(deepcopy=False)  # the whole journal read now: Optuna reads it lazily
+        return study
+    except Exception as e:  # noqa: BLE001 - Optuna raises what its JSON parser and storage raise
+        aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(path, aside)
+        log(f"search: {path} could not be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}); set aside as "
+            f"{os.path.basename(aside)}, the study is rebuilt from the saved rounds")
+        return make(journal())
+
+
+def _check_journal(path: str, log) -> None:
+    """Every record of the journal file whole (a ValueError where one is not). A last record cut short
+    (a process killed mid-write) is dropped: Optuna skips it when reading, but the next record written
+    after it would make the file unreadable. What it recorded is redone (see `_rounds`)."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        raw = f.read()
+    good = 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # the last, cut short
+        json.loads(line)  # raises on a damaged record
+        good += len(line)
+    if good < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            os.fsync(f.fileno())
+        log(f"search: {path}: its last record was cut short ({len(raw) - good} bytes, a write killed midway): "
+            "dropped")
 
 
 def _same_search(directory: str, record: dict) -> None:
@@ -306,18 +348,24 @@ def _rounds(data, sp: Space, study, *, trials, batch, sampler, seed, metric, see
     seen: dict[str, list[int]] = {}  # a trial's configs (repr) -> their rows in the joined result
     rows_out, meta_rounds = [], []
     n_rows, done, k = 0, 0, 0
+    # Trials asked and never told are a killed run's (this process holds the directory): FAIL, asked again below.
+    stale = {t.number for t in study.get_trials(deepcopy=False) if t.state == TS.RUNNING}
+    for num in stale:
+        study.tell(num, state=TS.FAIL)
     path = (lambda name: os.path.join(directory, name)) if directory else None  # noqa: E731
     while done < trials:
         n = min(batch, trials - done)
         t_ask = time.perf_counter()
-        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        trials_now = {t.number: t for t in study.get_trials(deepcopy=False)}
+        states = {n: t.state for n, t in trials_now.items()}
         saved = _read_round(path(f"round-{k:04d}.json")) if path else None
         if saved is not None:
             numbers, params = saved["numbers"], saved["params"]
-            redo = [j for j, num in enumerate(numbers) if states.get(num) not in (TS.COMPLETE, TS.PRUNED, TS.FAIL)]
-            for j in redo:  # asked, never told (killed): FAIL, then asked again with the same parameters
-                if states.get(numbers[j]) == TS.RUNNING:
-                    study.tell(numbers[j], state=TS.FAIL)
+            # Told: the study's trial of that number is finished and is this one (a rebuilt or repaired
+            # study numbers its trials anew, so a number alone can name another round's trial).
+            redo = [j for j, num in enumerate(numbers) if num in stale or not (
+                states.get(num) in (TS.COMPLETE, TS.PRUNED, TS.FAIL) and trials_now[num].params == params[j])]
+            for j in redo:  # asked, never told (killed): asked again with the same parameters
                 study.enqueue_trial(params[j])
             asked = {j: study.ask(sp.distributions) for j in redo}
             for j, t in asked.items():

@@ -217,3 +217,27 @@ def test_the_command_line_dry_run_shows_a_round_and_compiles_nothing(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "search: 8 trials in rounds of 4 (tpe sampler, seed 0), each at 2 seed(s)" in run.stdout
     assert "plan: 8 configs" in run.stdout and "nothing compiled" in run.stdout
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda raw: raw[:len(raw) // 2], "last record was cut short"),  # a write killed midway: dropped
+    (lambda raw: raw[:300] + b"\x00garbage\n" + raw[300:], "rebuilt from the saved rounds"),  # a bad record inside
+])
+def test_a_damaged_journal_is_repaired_or_rebuilt_from_the_saved_rounds(data, searched, tmp_path, damage, said):
+    import shutil
+
+    d, found = searched
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy, ignore=shutil.ignore_patterns(".jaxfit.lock*"))
+    journal = copy / "study.journal"
+    journal.write_bytes(damage(journal.read_bytes()))
+    lines = []
+    c0 = jaxfit.compile_count()
+    again = jaxfit.search(data, SPACE, trials=12, batch=4, seeds=2, directory=str(copy), progress=lines.append)
+    assert jaxfit.compile_count() == c0  # nothing trained: every round's result was saved
+    assert any(said in line for line in lines), lines
+    assert bool(list(copy.glob("study.journal.damaged-*"))) == ("rebuilt" in said)
+    cols = ["round", "state", "value", "param_hidden", "param_lr"]
+    assert again.trials[cols].equals(found.trials[cols])
+    assert sorted(t.value for t in again.study.trials if t.state.name == "COMPLETE") == sorted(found.trials["value"])
+    assert "RUNNING" not in {t.state.name for t in again.study.trials}  # no liar left for TPE
