@@ -298,3 +298,19 @@ def test_an_error_raised_by_a_task_is_not_retried_and_comes_back_as_itself(clust
     with pytest.raises(ValueError, match="a shape bug in the training"):
         remote._result(ray, ray.remote(fails_once_recorded).options(**opts).remote(str(path)))
     assert path.read_text().count("attempt") == 1 and time.perf_counter() - t0 < 60
+
+
+def test_an_address_nobody_answers_at_is_one_line_before_anything_is_written(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind((LOOPBACK, 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "jaxfit.cli", "sweep", "--quick", "--no-progress", "--out",
+                          str(tmp_path / "o"), "--ray", f"{LOOPBACK}:{port}"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and time.perf_counter() - t0 < 60
+    assert run.stderr.strip().count("\n") == 0 and f"nothing answers at '{LOOPBACK}:{port}'" in run.stderr
+    assert not (tmp_path / "o").exists()

@@ -262,6 +262,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     refusal = _refusal(args, rows, budget)
     if refusal:
         raise UserError(refusal)
+    if _executor(args, spec)["executor"] == "ray":  # the cluster reached before anything is written
+        from jaxfit.engine.remote import connect
+
+        connect(_executor(args, spec).get("ray_address"))
     CURRENT["out"] = out
     from jaxfit.io.lock import DirLock
 

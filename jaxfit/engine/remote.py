@@ -48,12 +48,30 @@ def connect(address: str | None = None):
     if ray.is_initialized():
         return ray
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    _reachable(target)
     try:
         ray.init(address=target, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UserError(f"executor='ray': no Ray cluster at {target!r} ({str(e).splitlines()[0]}): start one "
                         "(`ray start --head`), call ray.init() first, or pass ray_address= / --ray ADDRESS") from None
     return ray
+
+
+def _reachable(target: str, timeout_s: float = 5.0) -> None:
+    """A host:port address that nothing answers at is refused at once (Ray itself would retry for
+    minutes); "auto" and ray:// addresses are left to Ray."""
+    import socket
+
+    if target == "auto" or "://" in target or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as e:
+        raise UserError(f"executor='ray': nothing answers at {target!r} ({e}): start the cluster's head there "
+                        "(`ray start --head --port PORT`) or give its address (ray_address= / --ray HOST:PORT / "
+                        "$RAY_ADDRESS)") from None
 
 
 def workers(ray) -> tuple[int, bool]:
