@@ -98,7 +98,8 @@ def describe(setting: tuple, names: list[str]) -> str:
 # ----------------------------------------------------------------------------- one search, grown round by round
 
 
-def grow_search(data, space, names, grid, best, spread, *, sampler, batch, seed, seeds, max_trials, n_settings):
+def grow_search(data, space, names, grid, best, spread, *, sampler, batch, seed, seeds, max_trials, n_settings,
+                startup=None):
     """jaxfit.search grown by one round per call until a trial reaches the grid's best (on the
     grid's numbers), max_trials are used, or every setting is trained. Returns the record."""
     tmp = tempfile.mkdtemp(prefix="jaxfit-search-bench-")
@@ -108,9 +109,9 @@ def grow_search(data, space, names, grid, best, spread, *, sampler, batch, seed,
     try:
         trials = 0
         while True:
-            trials = min(trials + batch, max_trials)
+            trials = min(trials + (batch if trials else (startup or batch)), max_trials)
             t0 = time.perf_counter()
-            found = jaxfit.search(data, space, trials=trials, batch=batch, sampler=sampler, metric=METRIC,
+            found = jaxfit.search(data, space, trials=trials, batch=batch, startup=startup, sampler=sampler, metric=METRIC,
                                   seeds=seeds, directory=tmp, seed=seed)
             calls.append(time.perf_counter() - t0)
             rounds.extend(r for r in found.meta["rounds"] if not r["resumed"])
@@ -137,7 +138,7 @@ def grow_search(data, space, names, grid, best, spread, *, sampler, batch, seed,
     states = t["state"].tolist()
     search_s = sum(r["ask_s"] + r["train_s"] + r["tell_s"] for r in rounds)
     return {
-        "sampler": sampler, "batch": batch, "seed": seed, "reached": to_best is not None,
+        "sampler": sampler, "batch": batch, "startup": startup, "seed": seed, "reached": to_best is not None,
         "trials_to_best": to_best, "fraction_of_settings": to_best / n_settings if to_best else None,
         "distinct_settings_to_best": len(set(keys[:to_best])) if to_best else None,
         "trials_to_within_std": to_std, "distinct_settings_to_within_std": len(set(keys[:to_std])) if to_std else None,
@@ -228,7 +229,7 @@ def plot(runs, best, spread, n_settings, title, path) -> None:
     colors = {}
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
     for r in runs:
-        label = f"{r['sampler']} batch {r['batch']}"
+        label = label_of(r["sampler"], r["batch"], r["startup"])
         first = label not in colors
         colors.setdefault(label, palette[len(colors) % len(palette)])
         y = r["best_so_far_on_grid"]
@@ -256,16 +257,22 @@ def plot(runs, best, spread, n_settings, title, path) -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def parse_batches(text: str) -> list[tuple[str, int]]:
+def parse_batches(text: str) -> list[tuple[str, int, int | None]]:
+    """sampler:batch[:startup] entries (startup: the first round's trials, default the batch)."""
     out = []
     for part in text.split(","):
         if not part.strip():
             continue
-        name, _, b = part.strip().partition(":")
-        if name not in ("tpe", "random", "qmc") or not b.isdigit() or int(b) < 1:
-            raise SystemExit(f"--batches: {part!r} is not sampler:batch (sampler tpe, random or qmc)")
-        out.append((name, int(b)))
+        name, *nums = part.strip().split(":")
+        if name not in ("tpe", "random", "qmc") or not 1 <= len(nums) <= 2 or not all(x.isdigit() and int(x) >= 1
+                                                                                   for x in nums):
+            raise SystemExit(f"--batches: {part!r} is not sampler:batch[:startup] (sampler tpe, random or qmc)")
+        out.append((name, int(nums[0]), int(nums[1]) if len(nums) == 2 else None))
     return out
+
+
+def label_of(sampler: str, batch: int, startup) -> str:
+    return f"{sampler} batch {batch}" + (f" (first {startup})" if startup else "")
 
 
 def main(argv=None) -> int:
@@ -273,7 +280,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="the quick large sweep (12 settings, 1 epoch), tiny counts")
     p.add_argument("--search-seeds", type=int, default=None, help="sampler seeds per search (default 3, quick 1)")
     p.add_argument("--batches", default=None,
-                   help="comma-separated sampler:batch (default tpe:64,random:64,tpe:16; quick tpe:4,random:4)")
+                   help="comma-separated sampler:batch[:startup] (default tpe:64,random:64,tpe:16; quick "
+                        "tpe:4,random:4); startup: the first round's trials")
     p.add_argument("--max-trials", type=int, default=None, help="trials a search may use (default: the settings)")
     p.add_argument("--torch-trials", type=int, default=None, help="trials of Optuna's own loop (default 8, quick 2)")
     p.add_argument("--machine", default="cpu2")
@@ -320,12 +328,12 @@ def main(argv=None) -> int:
           + ("" if ranking_top in ties else f" (ranking()'s top differs: {describe(ranking_top, names)})"))
 
     runs = []
-    for sampler, batch in batches:
+    for sampler, batch, startup in batches:
         for s in range(search_seeds):
             r = grow_search(data, space, names, grid, best, spread, sampler=sampler, batch=batch, seed=s,
-                            seeds=seeds, max_trials=max_trials, n_settings=n_settings)
+                            seeds=seeds, max_trials=max_trials, n_settings=n_settings, startup=startup)
             runs.append(r)
-            print(f"  {sampler} batch {batch} seed {s}: best at trial {_f(r['trials_to_best'], 'd', 'never')} "
+            print(f"  {label_of(sampler, batch, startup)} seed {s}: best at trial {_f(r['trials_to_best'], 'd', 'never')} "
                   f"({r['distinct_settings_trained']} settings trained in {r['rounds']} round(s)), "
                   f"search {r['search_s']:.1f} s (ask {r['ask_s']:.1f}, train {r['train_s']:.1f} of which compile "
                   f"{_f(r['sweeps_compile_s'], '.1f')}), "
@@ -337,8 +345,8 @@ def main(argv=None) -> int:
           f"per trial (+ {loop['optuna_overhead_per_trial_s'] * 1e3:.1f} ms Optuna)", flush=True)
 
     summary = []
-    for sampler, batch in batches:
-        mine = [r for r in runs if r["sampler"] == sampler and r["batch"] == batch]
+    for sampler, batch, startup in batches:
+        mine = [r for r in runs if (r["sampler"], r["batch"], r["startup"]) == (sampler, batch, startup)]
         med_trials = median_or_none([r["trials_to_best"] for r in mine])
         med_std = median_or_none([r["trials_to_within_std"] for r in mine])
         med_distinct = median_or_none([r["distinct_settings_to_best"] for r in mine])
@@ -347,8 +355,10 @@ def main(argv=None) -> int:
         torch_s = per * med_trials if med_trials else None
         per_seed_ratio = [per * r["trials_to_best"] / r["search_s"] for r in mine if r["trials_to_best"]]
         summary.append({
-            "sampler": sampler, "batch": batch, "runs": len(mine), "reached": sum(r["reached"] for r in mine),
-            "reached_in_first_round": sum(bool(r["trials_to_best"]) and r["trials_to_best"] <= batch for r in mine),
+            "sampler": sampler, "batch": batch, "startup": startup, "runs": len(mine),
+            "reached": sum(r["reached"] for r in mine),
+            "reached_in_first_round": sum(bool(r["trials_to_best"]) and r["trials_to_best"] <= (startup or batch)
+                                          for r in mine),
             "runs_within_target": sum(bool(r["trials_to_best"]) and r["trials_to_best"] <= TARGET_FRACTION * n_settings
                                       for r in mine),
             "median_trials_to_best": med_trials,
@@ -362,7 +372,7 @@ def main(argv=None) -> int:
             "optuna_torch_over_jaxfit_search": torch_s / med_search if torch_s else None,
             "optuna_torch_over_jaxfit_search_per_seed": per_seed_ratio,
             "target_met": (med_trials is not None and med_trials <= TARGET_FRACTION * n_settings)
-            if (sampler, batch) == ("tpe", 64) else None,
+            if (sampler, batch) == ("tpe", 64) else None,  # with or without a smaller first round
         })
     torch_all = per * n_settings
 
@@ -373,7 +383,7 @@ def main(argv=None) -> int:
     for r in runs:
         tb = r["trials_to_best"]
         ts = per * tb if tb else None
-        print(f"{r['sampler'] + ' batch ' + str(r['batch']):16} {r['seed']:>4} {_f(tb, 'd', 'never'):>7} "
+        print(f"{label_of(r['sampler'], r['batch'], r['startup']):16} {r['seed']:>4} {_f(tb, 'd', 'never'):>7} "
               f"{_f(tb / n_settings if tb else None, '8.1%'):>8} {_f(r['trials_to_within_std'], 'd', 'never'):>6} "
               f"{_f(r['distinct_settings_to_best'], 'd'):>8} {r['distinct_settings_trained']:>7d} {r['rounds']:>6d} "
               f"{r['search_s']:8.1f} {r['ask_s']:6.2f} {r['train_s']:7.1f} {r['tell_s']:6.2f} "
@@ -381,7 +391,7 @@ def main(argv=None) -> int:
     print("-" * len(head))
     for m in summary:
         mt = m["median_trials_to_best"]
-        print(f"{m['sampler'] + ' batch ' + str(m['batch']):16} {'med':>4} {_f(mt, 'g', 'never'):>7} "
+        print(f"{label_of(m['sampler'], m['batch'], m['startup']):16} {'med':>4} {_f(mt, 'g', 'never'):>7} "
               f"{_f(m['median_fraction_of_settings'], '8.1%'):>8} {_f(m['median_trials_to_within_std'], 'g'):>6} "
               f"{_f(m['median_distinct_settings_to_best'], 'g'):>8} {'':>7} {'':>6} {m['median_search_s']:8.1f} "
               f"{m['median_ask_s']:6.2f} {m['median_train_s']:7.1f} {m['median_tell_s']:6.2f} "
@@ -395,9 +405,9 @@ def main(argv=None) -> int:
           f"torchref.train for the same trials ({per:.2f} s per trial, scaled); x: torch s / search s")
     print(f"all {n_settings} settings: jaxfit grid {grid_wall:.1f} s; Optuna's loop over torchref.train "
           f"{torch_all:.0f} s (scaled, x{torch_all / grid_wall:.1f})")
-    tpe64 = next((m for m in summary if (m["sampler"], m["batch"]) == ("tpe", 64)), None)
-    if tpe64:
-        print(f"target (tpe batch 64 reaches the grid's best with <= {TARGET_FRACTION:.0%} of {n_settings} = "
+    for tpe64 in [m for m in summary if (m["sampler"], m["batch"]) == ("tpe", 64)]:
+        label = label_of("tpe", 64, tpe64["startup"])
+        print(f"target ({label} reaches the grid's best with <= {TARGET_FRACTION:.0%} of {n_settings} = "
               f"{TARGET_FRACTION * n_settings:g} trials): median {_f(tpe64['median_trials_to_best'], 'g', 'never')} "
               f"trials -> {'met' if tpe64['target_met'] else 'NOT met'} ({tpe64['runs_within_target']} of "
               f"{tpe64['runs']} seeds within it, {tpe64['reached_in_first_round']} found it in the first, random, round)")
@@ -408,7 +418,8 @@ def main(argv=None) -> int:
         "schema": SCHEMA, "machine": a.machine, "machine_shared": a.machine_shared, "date": common.now_iso(),
         "device": common.describe_device("cpu"), "devices": jax.device_count(), "versions": common.versions(),
         "quick": a.quick, "wall_s": time.perf_counter() - t_start,
-        "options": {"search_seeds": search_seeds, "batches": [f"{s}:{b}" for s, b in batches],
+        "options": {"search_seeds": search_seeds,
+                    "batches": [f"{s}:{b}" + (f":{st}" if st else "") for s, b, st in batches],
                     "max_trials": max_trials, "torch_trials": torch_trials, "metric": METRIC, "seeds": seeds},
         "space": {"searched": {n: _jsonable(choices[n]) for n in names},
                   "fixed": {k: _jsonable(v) for k, v in space.items() if k not in names}},

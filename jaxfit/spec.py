@@ -45,6 +45,7 @@
     [search]                     # or a model-based search, as jaxfit.search (Optuna: pip install -e ".[search]")
     trials = 256                 # trials in all, asked and trained `batch` at a time
     batch = 64
+    startup = 16                 # optional: the first round's trials (default: batch)
     sampler = "tpe"              # "tpe" (default), "random" or "qmc"
     seed = 0                     # the sampler's seed
     seeds = 2                    # each trial trained at seeds 0..seeds-1, told their mean
@@ -73,7 +74,7 @@ from .datasets import DATASETS, Dataset
 from .errors import UserError
 
 TOP_TABLES = ("sweep", "data", "grid", "sample", "search", "prune")
-SEARCH_KEYS = ("trials", "batch", "sampler", "seed", "seeds", "metric")  # the rest of [search] is the space
+SEARCH_KEYS = ("trials", "batch", "startup", "sampler", "seed", "seeds", "metric")  # the rest of [search] is the space
 PRUNE_KEYS = ("kind", "metric", "min_epochs", "eta", "group_by", "seed")
 PRUNE_KINDS = ("halving", "hyperband")
 SWEEP_KEYS = ("name", "metric", "top", "eval_every", "eval_rows", "executor")
@@ -514,7 +515,8 @@ def _search(t, where, *, epochs, seeds, smoke) -> tuple[dict, list[Config]]:
         raise UserError(f"{where(table='search')}: [search] must be a table")
     if "trials" not in t:
         raise UserError(f"{where(table='search')}: [search] needs trials = <trials in all>")
-    out = {"trials": t["trials"], "batch": t.get("batch", 64), "sampler": t.get("sampler", "tpe"),
+    out = {"trials": t["trials"], "batch": t.get("batch", 64), "startup": t.get("startup"),
+           "sampler": t.get("sampler", "tpe"),
            "seed": t.get("seed", 0), "seeds": t.get("seeds", 1), "metric": t.get("metric", "val_acc")}
     space = _distributions(t, where, "search", SEARCH_KEYS)
     if epochs is not None:
@@ -533,6 +535,12 @@ def _search(t, where, *, epochs, seeds, smoke) -> tuple[dict, list[Config]]:
     except UserError as e:
         key = next((k for k in list(SEARCH_KEYS) + list(space) if f"{k}=" in str(e) or f"{k}:" in str(e)), None)
         raise UserError(f"{where(key, 'search') if key else where(table='search')}: {e}") from None
+    v = out["startup"]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise UserError(f"{where('startup', 'search')}: startup={v!r} must be a positive integer (the first round's "
+                        "trials)")
+    if smoke and v is not None:
+        out["startup"] = min(v, out["batch"])
     out["space"] = space
     n = out["batch"] if isinstance(out["batch"], int) else 1
     draw = {k: v for k, v in space.items()}

@@ -225,7 +225,8 @@ def _objective(result: SweepResult, rows: list[int], metric: str) -> tuple[float
     return value, reports, pruned
 
 
-def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int = 64, sampler="tpe",
+def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int = 64, startup: int | None = None,
+           sampler="tpe",
            metric: str = "val_acc", seeds: int = 1, prune: Halving | None = None, directory: str | None = None,
            seed: int = 0, progress: bool | Callable[[str], None] = False, **options) -> SearchResult:
     """Model-based search in batches (see the module docstring).
@@ -237,6 +238,8 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
         fixed value. `seed` is not in the space: see `seeds`.
       trials: trials to run in all (rounds of `batch`; a rerun with more trials continues a search).
       batch: trials asked per round and trained together.
+      startup: trials of the first round (default `batch`): a model-based sampler knows nothing until
+        trials are told, so a first round smaller than `batch` lets the second round already use a model.
       sampler: "tpe" (multivariate TPE, constant liar; default), "random", "qmc", or any
         optuna.samplers.BaseSampler (then re-seeding and an exact resume are the sampler's own affair).
       metric: what the trials are told (seed-averaged): final val_acc (default) / val_loss / train_acc /
@@ -252,11 +255,14 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
     """
     _check_options(data, options)
     sp = check_search(space, trials=trials, batch=batch, seeds=seeds, sampler=sampler, metric=metric, prune=prune)
+    api.positive_int("search: startup", startup, "need a positive integer (trials of the first round) or None")
+    startup = startup or batch
     api.check_inputs(data, sp.configs({}, 1))  # the fixed values fit the data
     optuna = _optuna()
     log = progress if callable(progress) else (print if progress else (lambda *_: None))
     same = {k: repr(v) for k, v in options.items() if k not in ("executor", "ray_address")}  # where: not what
     record = {"space": sp.describe(), "metric": metric, "seeds": seeds, "batch": batch, "seed": seed,
+              **({"startup": startup} if startup != batch else {}),
               "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
               "prune": prune.record() if prune is not None else None, "options": same, "data": data.fingerprint()}
     lock = None
@@ -269,7 +275,8 @@ def search(data: Dataset, space: Mapping[str, Any], *, trials: int, batch: int =
         if directory is not None:
             _same_search(directory, record)
         study = _study(optuna, directory, METRICS[metric], _sampler(sampler, seed, batch), log)
-        return _rounds(data, sp, study, trials=trials, batch=batch, sampler=sampler, seed=seed, metric=metric,
+        return _rounds(data, sp, study, trials=trials, batch=batch, startup=startup, sampler=sampler, seed=seed,
+                       metric=metric,
                        seeds=seeds, prune=prune, directory=directory, progress=bool(progress), log=log,
                        options=options, record=record)
     finally:
@@ -332,7 +339,8 @@ def _same_search(directory: str, record: dict) -> None:
                 old = json.load(f)
         except (OSError, ValueError) as e:
             raise UserError(f"search: {path} cannot be read ({e}): remove it or use another directory") from None
-        diff = [k for k in record if old.get(k) != json.loads(json.dumps(record[k]))]
+        new = json.loads(json.dumps(record))
+        diff = [k for k in sorted(set(new) | set(old)) if old.get(k) != new.get(k)]
         if diff:
             raise UserError(f"search: {directory} holds another search (different {', '.join(diff)}): use another "
                             "directory (trials= may change: a rerun with more trials continues)")
@@ -340,7 +348,7 @@ def _same_search(directory: str, record: dict) -> None:
         fsio.write_json(path, record, indent=1)
 
 
-def _rounds(data, sp: Space, study, *, trials, batch, sampler, seed, metric, seeds, prune, directory, progress,
+def _rounds(data, sp: Space, study, *, trials, batch, startup, sampler, seed, metric, seeds, prune, directory, progress,
             log, options, record) -> SearchResult:
     optuna = _optuna()
     TS = optuna.trial.TrialState
@@ -354,7 +362,7 @@ def _rounds(data, sp: Space, study, *, trials, batch, sampler, seed, metric, see
         study.tell(num, state=TS.FAIL)
     path = (lambda name: os.path.join(directory, name)) if directory else None  # noqa: E731
     while done < trials:
-        n = min(batch, trials - done)
+        n = min(startup if k == 0 else batch, trials - done)
         t_ask = time.perf_counter()
         trials_now = {t.number: t for t in study.get_trials(deepcopy=False)}
         states = {n: t.state for n, t in trials_now.items()}

@@ -241,3 +241,15 @@ def test_a_damaged_journal_is_repaired_or_rebuilt_from_the_saved_rounds(data, se
     assert again.trials[cols].equals(found.trials[cols])
     assert sorted(t.value for t in again.study.trials if t.state.name == "COMPLETE") == sorted(found.trials["value"])
     assert "RUNNING" not in {t.state.name for t in again.study.trials}  # no liar left for TPE
+
+
+def test_a_smaller_first_round_then_full_batches(data, tmp_path):
+    space = {"hidden": [(4,), (8,)], "lr": jaxfit.log_uniform(1e-3, 1e-1), "epochs": 2}
+    found = jaxfit.search(data, space, trials=10, batch=4, startup=2, directory=str(tmp_path))
+    assert [r["trials"] for r in found.meta["rounds"]] == [2, 4, 4] and found.meta["startup"] == 2
+    again = jaxfit.search(data, space, trials=10, batch=4, startup=2, directory=str(tmp_path))
+    assert again.trials[["number", "value"]].equals(found.trials[["number", "value"]])
+    with pytest.raises(UserError, match="holds another search .*startup"):
+        jaxfit.search(data, space, trials=10, batch=4, startup=3, directory=str(tmp_path))
+    with pytest.raises(UserError, match="startup"):
+        jaxfit.search(data, space, trials=10, batch=4, startup=0)

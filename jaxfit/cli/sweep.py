@@ -117,7 +117,8 @@ def _param_bytes(spec, loaded) -> int:
 def _print_plan(log, spec, rows, est_disk, budget) -> None:
     if spec.search:
         se = spec.search
-        log(f"search: {se['trials']} trials in rounds of {se['batch']} ({se['sampler']} sampler, seed {se['seed']}), "
+        first = f" after a first round of {se['startup']}" if se.get("startup") else ""
+        log(f"search: {se['trials']} trials in rounds of {se['batch']}{first} ({se['sampler']} sampler, seed {se['seed']}), "
             f"each at {se['seeds']} seed(s), told the seed-averaged {se['metric']}; the plan below is one round "
             "drawn at random from the space")
     log(f"plan: {len(spec.configs)} configs x {len(spec.data)} dataset(s); memory budget {budget / 2**30:.1f} GiB "
@@ -406,7 +407,8 @@ def _search(spec, data, where, args, log):
     import jaxfit
 
     se = spec.search
-    found = jaxfit.search(data, se["space"], trials=se["trials"], batch=se["batch"], sampler=se["sampler"],
+    found = jaxfit.search(data, se["space"], trials=se["trials"], batch=se["batch"], startup=se.get("startup"),
+                          sampler=se["sampler"],
                           seed=se["seed"], seeds=se["seeds"], metric=se["metric"], prune=spec.prune, directory=where,
                           progress=log if not args.quiet else False, fuse=args.fuse,
                           eval_every=spec.evaluation[0], eval_rows=spec.evaluation[1], **_executor(args, spec))
