@@ -233,6 +233,18 @@ def same(a, b) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
+
+def fault_outcome(record: dict, r: dict, t_fault: float, base: dict, at: str) -> dict | None:
+    """Record a fault run's result `r` (its wall, chunks, when the fault hit, `at`; whether its curves
+    equal the unfaulted `base`) and the chunk that restarted after the fault (returned, or None)."""
+    t = t_fault - r["t0"]
+    redo = [c for c in r["chunks"] if c["start_s"] > t - 0.05]
+    record.update(wall_s=r["wall_s"], chunks=r["chunks"], same_curves=same(r["val_loss"], base["val_loss"]),
+                  **{at: t})
+    if redo:
+        record.update(retried_chunk=redo[0], restart_s=redo[0]["start_s"] - t)
+    return redo[0] if redo else None
+
 def kill_run(procs: Procs, fsweep, base: dict, chunk_s: float) -> dict:
     """The fault sweep with one chunk's worker SIGKILLed when the chunk has run chunk_s / 2."""
     kill: dict = {"kill_after_s": chunk_s / 2}
@@ -246,14 +258,9 @@ def kill_run(procs: Procs, fsweep, base: dict, chunk_s: float) -> dict:
     box = finish(t, box, FAULT_TIMEOUT_S)
     kill["hung"] = bool(box.get("hung"))
     if "value" in box and t_kill is not None:
-        r = box["value"]
-        tk = t_kill - r["t0"]
-        redo = [c for c in r["chunks"] if c["start_s"] > tk - 0.05]
-        kill.update(wall_s=r["wall_s"], chunks=r["chunks"], killed_at_s=tk,
-                    same_curves=same(r["val_loss"], base["val_loss"]))
+        redo = fault_outcome(kill, box["value"], t_kill, base, "killed_at_s")
         if redo:
-            kill.update(retried_chunk=redo[0], restart_s=redo[0]["start_s"] - tk,
-                        retried_on_the_other_worker=any(c["pid"] == redo[0]["pid"] for c in base["chunks"]))
+            kill.update(retried_on_the_other_worker=any(c["pid"] == redo["pid"] for c in base["chunks"]))
     else:
         kill["error"] = box.get("error") or "no chunk task was seen running"
     return kill
@@ -393,13 +400,7 @@ def main(argv=None) -> int:
                 box = finish(t, box, max(1.0, FAULT_TIMEOUT_S - (time.perf_counter() - t_rm)))
                 hung |= bool(box.get("hung"))
                 if "value" in box:
-                    r = box["value"]
-                    tr = t_rm - r["t0"]
-                    redo = [c for c in r["chunks"] if c["start_s"] > tr - 0.05]
-                    lost.update(wall_s=r["wall_s"], chunks=r["chunks"], removed_at_s=tr,
-                                same_curves=same(r["val_loss"], base["val_loss"]))
-                    if redo:
-                        lost.update(retried_chunk=redo[0], restart_s=redo[0]["start_s"] - tr)
+                    fault_outcome(lost, box["value"], t_rm, base, "removed_at_s")
                 else:
                     lost["error"] = box.get("error")
                 t_add = time.perf_counter()

@@ -353,9 +353,9 @@ def _rounds(data, sp: Space, study, *, trials, batch, startup, sampler, seed, me
     optuna = _optuna()
     TS = optuna.trial.TrialState
     parts: list[SweepResult] = []
-    seen: dict[str, list[int]] = {}  # a trial's configs (repr) -> their rows in the joined result
+    seen: dict[str, tuple[int, list[int]]] = {}  # a trial's configs (repr) -> (its round's part, rows in that part)
     rows_out, meta_rounds = [], []
-    n_rows, done, k = 0, 0, 0
+    done, k = 0, 0
     # Trials asked and never told are a killed run's (this process holds the directory): FAIL, asked again below.
     stale = {t.number for t in study.get_trials(deepcopy=False) if t.state == TS.RUNNING}
     for num in stale:
@@ -398,19 +398,17 @@ def _rounds(data, sp: Space, study, *, trials, batch, startup, sampler, seed, me
                 new_keys.append(key)
                 new.extend(cs)
         t_train = time.perf_counter()
-        part = None
         if new:
-            part = _train_round(data, new, prune, options, path(f"round-{k:04d}") if path else None, progress)
-            parts.append(part)
+            parts.append(_train_round(data, new, prune, options, path(f"round-{k:04d}") if path else None, progress))
             for j, key in enumerate(new_keys):
-                seen[key] = list(range(n_rows + j * seeds, n_rows + (j + 1) * seeds))
-            n_rows += len(new)
+                seen[key] = (len(parts) - 1, list(range(j * seeds, (j + 1) * seeds)))
         train_s = time.perf_counter() - t_train
-        joined = SweepResult.concat(parts) if parts else None
         t_tell = time.perf_counter()
         for j, (num, cs) in enumerate(zip(numbers, trial_cfgs)):
-            rows = seen[repr([c.to_dict() for c in cs])]
-            value, reports, pruned = _objective(joined, rows, metric)
+            pi, local = seen[repr([c.to_dict() for c in cs])]
+            value, reports, pruned = _objective(parts[pi], local, metric)
+            offset = sum(len(p) for p in parts[:pi])
+            rows = [offset + r for r in local]  # in the joined result
             state = TS.PRUNED if pruned else (TS.COMPLETE if math.isfinite(value) else TS.FAIL)
             if j in asked:  # not told yet
                 for epoch, v in reports:
@@ -418,7 +416,7 @@ def _rounds(data, sp: Space, study, *, trials, batch, startup, sampler, seed, me
                         asked[j].report(v, epoch)
                 study.tell(asked[j], value if state == TS.COMPLETE else None, state=state)
             rows_out.append({"number": num, "round": k, "state": state.name, "value": value,
-                             "stopped_epoch": int(joined.stopped_epoch[rows[0]]),
+                             "stopped_epoch": int(parts[pi].stopped_epoch[local[0]]),
                              **{f"param_{name}": v for name, v in params[j].items()}, "rows": rows})
         tell_s = time.perf_counter() - t_tell
         done += n

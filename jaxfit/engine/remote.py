@@ -89,32 +89,34 @@ def _env(gpu: bool, cache_dir: str | None) -> dict[str, str]:
     return env
 
 
-def _chunk_task(data, spec, size, seg, configs, lrs, precision, boundaries, cache_dir):
-    """A worker's task: one chunk trained (the persistent cache turned on when the driver's is)."""
+def _in_worker(cache_dir, train, *args) -> dict:
+    """What a worker's task runs: `train(*args)` (a dict), the persistent cache turned on first when the
+    driver's is, with where and how long it ran."""
+    import socket
+
     if cache_dir:
         from .compile import enable_compilation_cache
 
         enable_compilation_cache(cache_dir)
     t0 = time.perf_counter()
-    res = runmod.train_chunk(data, spec, size, seg, configs, lrs, precision, boundaries)
-    import socket
-
+    res = train(*args)
     return {**res, "wall_s": time.perf_counter() - t0, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _chunk_task(data, spec, size, seg, configs, lrs, precision, boundaries, cache_dir):
+    """A worker's task: one chunk trained."""
+    return _in_worker(cache_dir, runmod.train_chunk, data, spec, size, seg, configs, lrs, precision, boundaries)
+
+
+def _span(*args) -> dict:
+    carry, metrics, plan = runmod.train_span_alone(*args)
+    return {"carry": carry, "metrics": metrics, "compile_s": plan.compile_s, "run_s": plan.run_s,
+            "source": plan.source}
 
 
 def _span_task(data, spec, size, seg, ks, configs, states, lrs, precision, boundaries, cache_dir):
     """A worker's task under successive halving: one chunk over one span between rungs."""
-    if cache_dir:
-        from .compile import enable_compilation_cache
-
-        enable_compilation_cache(cache_dir)
-    t0 = time.perf_counter()
-    carry, metrics, plan = runmod.train_span_alone(data, spec, size, seg, ks, configs, states, lrs, precision,
-                                                   boundaries)
-    import socket
-
-    return {"carry": carry, "metrics": metrics, "compile_s": plan.compile_s, "run_s": plan.run_s,
-            "source": plan.source, "wall_s": time.perf_counter() - t0, "host": socket.gethostname(), "pid": os.getpid()}
+    return _in_worker(cache_dir, _span, data, spec, size, seg, ks, configs, states, lrs, precision, boundaries)
 
 
 def _options(address):
@@ -182,14 +184,9 @@ def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size
         out.plans.append(plan)
         boundaries = runmod.chunk_boundaries(b.spec, chunks, configs, size)
         for ci, members in enumerate(chunks):
-            key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
-                             evaluation=(b.spec.eval_every, b.spec.eval_rows)) if store is not None else None)
-            saved = store.get(key) if store is not None else None
-            if saved is not None:
-                _fill(out, members, saved)
+            key, loaded = runmod.load_chunk(store, data, b.spec, configs, members, precision, out, bar)
+            if loaded:
                 plan.resumed_chunks.append(ci)
-                if bar is not None:
-                    bar.resumed(sum(configs[i].epochs for i in members))
                 continue
             ref = task.remote(data_ref, b.spec, size, seg, [configs[i] for i in members],
                               np.asarray(lrs_all[members]), precision, boundaries, cache_dir)
@@ -200,7 +197,7 @@ def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size
             done, _ = ray.wait(list(pending), num_returns=1)
             plan, ci, members, key = pending.pop(done[0])
             res = _result(ray, done[0])
-            _fill(out, members, res["outputs"])
+            runmod.fill_outputs(out, members, res["outputs"])
             if store is not None:
                 store.put(key, res["outputs"])
             plan.compile_s += res["compile_s"]
@@ -215,12 +212,6 @@ def run_buckets(buckets, *, data, configs, lrs_all, out, bar, budget, chunk_size
         for ref in pending:
             ray.cancel(ref, force=True)
     return {"executor": "ray", "workers": n_workers, "gpu": gpu, "chunks": ran, "wall_s": time.perf_counter() - t0}
-
-
-def _fill(out, members, outputs) -> None:
-    for i, o in zip(members, outputs):
-        for kind in runmod.OUTPUT_KINDS:
-            out[kind][i] = o[kind]
 
 
 def _result(ray, ref):

@@ -664,16 +664,8 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
     put = (lambda a: jax.device_put(a, sharded)) if sharded is not None else jax.device_put
     boundaries = chunk_boundaries(spec, plan.chunks, configs, size)
     for ci, members in enumerate(plan.chunks):
-        key = (store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
-                         evaluation=(spec.eval_every, spec.eval_rows))
-               if store is not None else None)
-        saved = store.get(key) if store is not None else None
-        if saved is not None:
-            for i, o in zip(members, saved):
-                for kind in OUTPUT_KINDS:
-                    out[kind][i] = o[kind]
-            if bar is not None:
-                bar.resumed(sum(configs[i].epochs for i in members))
+        key, loaded = load_chunk(store, data, spec, configs, members, precision, out, bar)
+        if loaded:
             plan.resumed_chunks.append(ci)
             if on_chunk is not None:
                 on_chunk(plan, ci, out)
@@ -719,6 +711,30 @@ def _run_bucket(b: Bucket, plan: ChunkPlan, *, data, configs, lrs_all, params, m
         if on_chunk is not None:
             on_chunk(plan, ci, out)
     return True
+
+
+def load_chunk(store, data: Dataset, spec: ProgramSpec, configs, members, precision: str, out: SweepRun,
+               bar) -> tuple[str | None, bool]:
+    """(the chunk's checkpoint key, or None without a store; whether it was there): a saved chunk's
+    outputs are put into `out` and counted done on the progress bar."""
+    if store is None:
+        return None, False
+    key = store.key(data.fingerprint(), [configs[i] for i in members], matmul_precision=precision,
+                    evaluation=(spec.eval_every, spec.eval_rows))
+    saved = store.get(key)
+    if saved is None:
+        return key, False
+    fill_outputs(out, members, saved)
+    if bar is not None:
+        bar.resumed(sum(configs[i].epochs for i in members))
+    return key, True
+
+
+def fill_outputs(out: SweepRun, members, outputs) -> None:
+    """Config members[k]'s outputs (params, state, metrics...) from outputs[k], as a ChunkStore holds them."""
+    for i, o in zip(members, outputs):
+        for kind in OUTPUT_KINDS:
+            out[kind][i] = o[kind]
 
 
 def _segment_args(seg: int, E: int, lrs, inputs: dict, runs, hp, dev_data, put) -> Callable:
