@@ -301,7 +301,7 @@ def test_a_block_straddling_a_choice_computes_every_branch(sum_bin_small, blocks
     before = set(programs._compiled)
     hinted = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=12, fuse="all")
     keys = list(set(programs._compiled) - before)
-    assert [k[6] for k in keys] == [(blocks[0] == 2, blocks[1] == 1)]
+    assert [k[6][:2] for k in keys] == [(blocks[0] == 2, blocks[1] == 1)]
     monkeypatch.setenv("JAXFIT_CHOICE_HINTS", "0")
     before = set(programs._compiled)
     plain = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=12, fuse="all")
@@ -313,3 +313,28 @@ def test_a_block_straddling_a_choice_computes_every_branch(sum_bin_small, blocks
     assert branches(keys[0]) > branches(plain_key), (branches(keys[0]), branches(plain_key))
     for m in ("train_loss", "val_loss", "train_acc"):
         np.testing.assert_allclose(hinted.curves[m], plain.curves[m], rtol=0, atol=1e-12, err_msg=m)
+
+
+@pytest.mark.parametrize("blocks", [(3, 1), (2, 1)])
+def test_a_block_of_one_seed_draws_one_batch_order(sum_bin_small, blocks, monkeypatch):
+    """Three rates x two seeds, shuffled, with dropout, float64: sorted by seed, blocks of 3 each
+    hold one seed (one batch order and one dropout key per block, the seed a scalar of the block);
+    blocks of 2 straddle the change at 3 and draw every config's own. Either way the numbers are
+    those of configs drawing their own orders, so a block trained with a wrong seed cannot pass."""
+    from jaxfit.engine import compile as programs
+
+    cfgs = jaxfit.grid(hidden=(8,), lr=[1e-2, 3e-2, 1e-1], seed=[5, 9], optimizer="adam", dropout=0.25,
+                       batch_size=16, epochs=3, dtype="float64")
+    monkeypatch.setattr(cpu, "block_sizes", lambda *a: blocks)
+    programs.clear_cache()
+    shared = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=6)
+    (key,) = programs._compiled
+    assert key[6][2] == (blocks[0] == 3)
+    monkeypatch.setenv("JAXFIT_SEED_BLOCKS", "0")
+    programs.clear_cache()
+    own = jaxfit.sweep(sum_bin_small, cfgs, chunk_size=6)
+    (own_key,) = programs._compiled
+    assert own_key[6][2] is False
+    for m in ("train_loss", "val_loss", "train_acc"):
+        np.testing.assert_allclose(shared.curves[m], own.curves[m], rtol=0, atol=1e-12, err_msg=m)
+    np.testing.assert_allclose(shared.params(4)["dense"][0]["w"], own.params(4)["dense"][0]["w"], rtol=0, atol=1e-12)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from ..program.train import ProgramSpec, choices_of, make_segment
+from ..program.train import Boundaries, ProgramSpec, choices_of, make_segment
 from . import cpu
 
 _compiled: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # least recently used first
@@ -100,21 +100,34 @@ def x64_scope(dtype: str):
 
 def program_key(spec: ProgramSpec, chunk: int, seg: int, flags: dict, boundaries=frozenset()):
     """(cache key, blocks, options, groups, hints) of a chunk program. `boundaries`: where the choices
-    of the chunks it will run change (`program.train.choice_boundaries`); `hints` (training,
-    evaluation) say whether every block of them shares its choices (one branch computed per block)."""
+    (and seeds) of the chunks it will run change (`program.train.Boundaries`, or a plain set of the
+    choices' positions); `hints` (training, evaluation, seed) say whether every block of them
+    shares its choices (one branch computed per block) and every training block its seed (one
+    batch order per block)."""
 
     devices = jax.devices()
     platform = devices[0].platform
     groups = len(devices) if mesh_sharding(chunk)[0] is not None else 1  # one group per device shard
-    blocks = cpu.block_sizes(spec, chunk, groups, platform, boundaries)
+    choices, seeds = (boundaries.choices, boundaries.seeds) if isinstance(boundaries, Boundaries) else (boundaries, None)
+    if not seed_blocks_on():
+        seeds = None
+    blocks = cpu.block_sizes(spec, chunk, groups, platform, choices, seeds)
     per_dev = chunk // groups
     hints = (False, False)
     if choice_hints_on() and choices_of(spec):
-        hints = tuple(cpu.hints_hold(b, per_dev, boundaries) for b in blocks)
+        hints = tuple(cpu.hints_hold(b, per_dev, choices) for b in blocks)
+    share = seeds is not None and cpu.hints_hold(blocks[0], per_dev, seeds)
+    hints = (*hints, share)
     options = {k: v for k, v in cpu.cpu_options(spec, platform).items() if k not in _rejected_options}
     key = (spec, chunk, seg, tuple(sorted(flags.items())), tuple(devices), blocks, hints,
            tuple(sorted(options.items())))
     return key, blocks, options, groups, hints
+
+
+def seed_blocks_on() -> bool:
+    """JAXFIT_SEED_BLOCKS=0 in the environment draws every config's batch order itself, as before
+    blocks shared their seeds (for measuring what it gains: benchmarks/)."""
+    return os.environ.get("JAXFIT_SEED_BLOCKS", "1").strip() != "0"
 
 
 def choice_hints_on() -> bool:
@@ -141,7 +154,7 @@ def get(spec: ProgramSpec, chunk: int, seg: int, args, *, precision: str = "high
     if before is not None:
         before()
     program = make_segment(spec, seg, train_block=blocks[0], eval_block=blocks[1], groups=groups,
-                           record_steps=record_steps, hints=hints)
+                           record_steps=record_steps, hints=hints[:2], share_seed=hints[2])
     h0 = _stats["cache_hits"]
     t0 = time.perf_counter()
     with jax.default_matmul_precision(precision):

@@ -120,7 +120,7 @@ def hints_hold(block: int, per_dev: int, boundaries) -> bool:
     return all(b % size == 0 for b in boundaries)
 
 
-def block_sizes(spec, chunk: int, groups: int, platform: str, boundaries=frozenset()) -> tuple[int, int]:
+def block_sizes(spec, chunk: int, groups: int, platform: str, boundaries=frozenset(), seeds=None) -> tuple[int, int]:
     """(train_block, eval_block) for `program.train.make_segment`: configs per `lax.map` iteration on each device,
     chosen so a block (its parameters, gradients and optimizer state and one batch's
     activations; for the evaluation, one split's activations) fits in a core's L2 cache
@@ -131,7 +131,9 @@ def block_sizes(spec, chunk: int, groups: int, platform: str, boundaries=frozens
     `boundaries`: the chunk positions where the configs' choices change (`program.train.choice_boundaries`,
     over every chunk of the bucket). A block that fits is then shrunk to one aligned to them
     (`aligned_block`) when that costs at most half its size, so each block computes one branch of
-    each choice (`jaxfit.nn.choice`)."""
+    each choice (`jaxfit.nn.choice`). `seeds` (where the seed changes, or None): a training block is
+    first shrunk (by at most half again) to one aligned to both, so each block also shares one
+    batch order (`program.train.make_segment`'s share_seed)."""
     if platform != "cpu" or os.environ.get("JAXFIT_BLOCKS", "1").strip() == "0":
         return 0, 0
     budget = int(BLOCK_CACHE_FRACTION * _l2_bytes())
@@ -145,18 +147,23 @@ def block_sizes(spec, chunk: int, groups: int, platform: str, boundaries=frozens
     eval_bytes = item * (n_params + 3 * max(spec.n_train, spec.n_val) * sum(w))
     per_dev = max(1, chunk // max(groups, 1))  # configs of one device (a group, see blocked_vmap)
 
-    def fit(nbytes):
+    def fit(nbytes, seeds=None):
         k = budget // max(nbytes, 1)
         if k >= per_dev:
             return 0
         plain = _largest_divisor_at_most(per_dev, k)
+        if seeds:
+            both = frozenset(boundaries) | seeds
+            d = aligned_block(per_dev, plain, both)
+            if 2 * d >= plain:
+                return d
         if boundaries and not hints_hold(plain, per_dev, boundaries):
             d = aligned_block(per_dev, plain, boundaries)
             if 2 * d >= plain:
                 return d
         return plain
 
-    return fit(train_bytes), fit(eval_bytes)
+    return fit(train_bytes, seeds), fit(eval_bytes)
 
 
 def cpu_options(spec, platform: str) -> dict[str, Any]:

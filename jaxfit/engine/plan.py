@@ -177,14 +177,15 @@ def plan_buckets(data, configs: Sequence[Config], fuse: str = "auto", platform: 
         elif fuse == "auto":
             cur = _greedy(cur, platform)
         for spec, members in cur:
-            members = sorted(members, key=lambda i: (choice_key(configs[i]), i))
+            members = sorted(members, key=lambda i: (choice_key(configs[i]), configs[i].seed, i))
             out.append(Bucket(len(out), spec, members, estimate(spec, len(members), platform)))
     return out
 
 
 def choice_key(c: Config) -> tuple:
-    """A bucket's configs are ordered by their choices (then by position in the sweep), so that a
-    block of consecutive configs shares them: one branch computed per block (`jaxfit.nn.choice`)."""
+    """A bucket's configs are ordered by their choices (then by seed, then by position in the
+    sweep), so that a block of consecutive configs shares them: one branch computed per block
+    (`jaxfit.nn.choice`), and one batch order per block where it also shares the seed."""
     return (c.optimizer, c.activation, c.loss, c.output, c.input_norm, c.encoding)
 
 

@@ -33,8 +33,8 @@ from ..config import Config
 from ..datasets import Dataset
 from ..errors import UserError
 from ..nn import layers, optim
-from ..program.train import (Carry, Data, ProgramSpec, TrainState, choice_boundaries, choices_of, init_state,
-                             num_outputs, run_of)
+from ..program.train import (Boundaries, Carry, Data, ProgramSpec, TrainState, choice_boundaries, choices_of, init_state,
+                             num_outputs, run_of, seed_boundaries)
 from . import compile as programs
 from . import plan as planmod
 from . import progress as progressmod
@@ -420,17 +420,30 @@ def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, k
     this bucket already compiled and a layout with each choice group padded (by repeating its last
     config) to whole blocks of that program keeps its key: survivors then train in the program they
     started in, where the cost model says its extra chunks (for the `left` fraction of the epochs)
-    cost less than compiling the plain layout's program."""
+    cost less than compiling the plain layout's program. A layout may give up sharing its blocks' batch
+    orders (which changes no number) to keep a program that does not share them."""
     flags = {"precision": None}  # only the structural parts of the key are compared
 
-    def layout(rows):
+    def layout(rows, shared=True):
         chunks = [rows[k:k + size] for k in range(0, len(rows), size)]
         boundaries = chunk_boundaries(spec, chunks, configs, size)
+        if not shared:  # every config draws its own batch order (the same numbers): a program without seed sharing
+            boundaries = Boundaries(boundaries.choices, None)
         return chunks, boundaries, programs.program_key(spec, size, seg, flags, boundaries)[0]
 
+    def keeps(rows):  # the layout in a known program, sharing seeds where that program does
+        for shared in (True, False):
+            out = layout(rows, shared)
+            if out[2] in known:
+                return out
+        return None
+
     plain = layout(members)
-    if plain[2] in known or not choices_of(spec) or not known:
+    if not known or plain[2] in known:
         return plain
+    kept = keeps(members)
+    if kept is not None or not choices_of(spec):
+        return kept or plain
     cuts = sorted(choice_boundaries(spec, _stack([run_of(spec, configs[i]) for i in members])) | {0, len(members)})
     for key in known:
         blocks, per_dev = key[5], size // max(1, len(key[4]) if mesh_sharding(size)[0] is not None else 1)
@@ -439,8 +452,8 @@ def _pack(spec: ProgramSpec, members: list[int], size: int, seg: int, configs, k
         for a, z in zip(cuts[:-1], cuts[1:]):
             group = members[a:z]
             rows += group + [group[-1]] * (-len(group) % unit)
-        aligned = layout(rows)
-        if aligned[2] == key:
+        aligned = keeps(rows)
+        if aligned is not None and aligned[2] == key:
             extra = planmod.estimate(spec, (len(aligned[0]) - len(plain[0])) * size, platform)["run_s"] * left
             if extra <= planmod.estimate(spec, size, platform)["compile_s"]:
                 return aligned
@@ -623,15 +636,18 @@ def _chunk_inputs(spec: ProgramSpec, members, size, configs, lrs_all, params, mo
     return _pad_rows(tree, size)
 
 
-def chunk_boundaries(spec: ProgramSpec, chunks, configs, size: int) -> frozenset[int]:
-    """Where the choices change within the bucket's (padded) chunks, over all of them: the program
-    is the same for every chunk, resumed ones included, so it never depends on what a resume found."""
-    if not choices_of(spec):
-        return frozenset()
+def chunk_boundaries(spec: ProgramSpec, chunks, configs, size: int) -> Boundaries:
+    """Where the choices (and, in a shuffled bucket, the seeds) change within the bucket's (padded)
+    chunks, over all of them: the program is the same for every chunk, resumed ones included, so it
+    never depends on what a resume found."""
     out: set[int] = set()
+    seeds: set[int] | None = set() if spec.shuffle and spec.model is None else None
     for members in chunks:
-        out |= choice_boundaries(spec, _pad_rows(_stack([run_of(spec, configs[i]) for i in members]), size))
-    return frozenset(out)
+        if choices_of(spec):
+            out |= choice_boundaries(spec, _pad_rows(_stack([run_of(spec, configs[i]) for i in members]), size))
+        if seeds is not None:
+            seeds |= seed_boundaries(_pad_rows(np.array([configs[i].seed for i in members], np.uint32), size))
+    return Boundaries(frozenset(out), None if seeds is None else frozenset(seeds))
 
 
 def _carry0(spec: ProgramSpec, runs, hp, dev_data, given_p, given_s):

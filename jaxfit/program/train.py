@@ -232,7 +232,11 @@ def train_steps(spec: ProgramSpec, hp, lr, data: Data, ts: TrainState, epoch_idx
     `record_steps`, each step's loss and parameters after it).
     """
     arch = spec.arch
-    _, k_shuffle, k_dropout = keys(hp.seed)
+    # A block of configs with one seed (`make_segment`'s share_seed) draws its batch order once: the
+    # seed is then the block's scalar, not batched, so the permutation, the batch gather and the
+    # first layer's product with the (shared) batch are computed once for the block, not per config.
+    seed = choice.hint("seed")
+    _, k_shuffle, k_dropout = keys(hp.seed if seed is None else seed)
     # Without an explicit order and with a batch size that divides the training split, no batch is
     # padded: the masking is left out of the program (statically), which saves work in every step.
     padded = order is not None or spec.n_train % spec.batch != 0
@@ -345,6 +349,20 @@ def _block_choices(spec: ProgramSpec, runs: Run) -> dict:
     return {k: v[0] for k, v in choice_indices(spec, runs).items()}
 
 
+def seed_boundaries(seeds) -> frozenset[int]:
+    """Positions p of a chunk's (host) seed array where the seed differs from position p - 1."""
+    v = np.asarray(seeds)
+    return frozenset((np.flatnonzero(v[1:] != v[:-1]) + 1).tolist())
+
+
+class Boundaries(NamedTuple):
+    """Where a bucket's chunks change choice (`choice_boundaries`) and, for a shuffled bucket, seed
+    (`seed_boundaries`; None: blocks never share a seed's batch order, as for an unshuffled bucket,
+    whose order is the same for every config anyway)."""
+    choices: frozenset
+    seeds: frozenset | None = None
+
+
 def blocked_vmap(f, block: int, groups: int = 1, hints=None):
     """`jax.vmap(f)` over the leading (config) axis, run `block` configs per group at a time with
     `lax.map`.
@@ -391,7 +409,7 @@ def blocked_vmap(f, block: int, groups: int = 1, hints=None):
 
 
 def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_block: int = 0, groups: int = 1,
-                 record_steps: bool = False, hints: tuple[bool, bool] = (False, False)):
+                 record_steps: bool = False, hints: tuple[bool, bool] = (False, False), share_seed: bool = False):
     """The batched program for one bucket: `epochs` epochs of every config of a chunk per call.
 
     Returns `run(carry, first, epoch0, runs, hp, lrs, data, inputs) -> (Carry, metrics)`:
@@ -411,10 +429,21 @@ def make_segment(spec: ProgramSpec, epochs: int, *, train_block: int = 0, eval_b
     checked it on the host, `choice_boundaries`), so each choice computes one branch per block
     (`jaxfit.nn.choice`) instead of every branch for every config. With several groups the program
     is then a `shard_map` over the devices, each looping over its own configs' blocks.
+
+    `share_seed`: every training block's configs have one seed (the caller checked it on the host,
+    `seed_boundaries`), so each block draws one batch order and gathers each batch once
+    (`train_steps`); the numbers are the same, since configs of one seed see the same batches anyway.
     """
-    sharded = any(hints) and groups > 1
+    sharded = (any(hints) or share_seed) and groups > 1
     local = 1 if sharded else groups  # groups of one device's blocked_vmap
-    train_hints = (lambda h, r, *_: _block_choices(spec, r)) if hints[0] else None
+
+    def block_train_hints(h, r, *_):
+        out = _block_choices(spec, r) if hints[0] else {}
+        if share_seed:
+            out["seed"] = h.seed[0]
+        return out
+
+    train_hints = block_train_hints if hints[0] or share_seed else None
     eval_hints = (lambda p, s, r: _block_choices(spec, r)) if hints[1] else None
 
     def run(carry, first, epoch0, runs, hp, lrs, data, inputs):
